@@ -1,0 +1,228 @@
+"""The ``rnnbench`` command line: list, validate, run, leaderboard.
+
+Bad input (a wrong manifest, an unknown plugin, a missing data file) exits with status 2 and a
+message naming the problem and the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from suite.contracts import DataFileError
+from suite.datafiles import DATA_ENV, default_data_dir, resolve
+from suite.manifest import Manifest, ManifestError, load_manifest
+from suite.registry import KINDS, Registry, UnknownPluginError, load_registry
+from suite.sweep import TrialMatrix, expand
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="rnnbench: benchmark the ways recurrent networks are trained (Ray Tune sweeps -> Parquet leaderboards).")
+out = Console()
+err = Console(stderr=True)
+
+PluginsOpt = typer.Option([], "--plugins", help="extra plugin folder (repeatable)")
+SetOpt = typer.Option([], "--set", help="override a manifest field: path=value (repeatable), e.g. budget.epochs=5")
+
+
+class Kind(str, Enum):
+    methods = "methods"
+    tasks = "tasks"
+    models = "models"
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+class WandbMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _load(file: Path, plugins: list[str], overrides: list[str]) -> tuple[Manifest, Registry]:
+    holder: dict[str, Registry] = {}
+
+    def registry_for(manifest_plugins: list[str]) -> Registry:
+        holder["r"] = load_registry([*plugins, *[p for p in manifest_plugins if isinstance(p, str)]])
+        return holder["r"]
+
+    try:
+        manifest = load_manifest(file, registry_for, overrides)
+    except ManifestError as exc:
+        raise _fail(str(exc)) from None
+    return manifest, holder["r"]
+
+
+def _data_dir(manifest: Manifest, file: Path, cli_value: Optional[Path]) -> Path:
+    if cli_value is not None:
+        return cli_value.resolve()
+    if manifest.data_dir:
+        p = Path(manifest.data_dir).expanduser()
+        return (p if p.is_absolute() else file.resolve().parent / p).resolve()
+    return default_data_dir().resolve()
+
+
+def _check_data(matrix: TrialMatrix, registry: Registry, data_dir: Path) -> None:
+    """Fail before any trial starts if a task's data file is missing or corrupt."""
+    seen: set[str] = set()
+    for spec in matrix.trials:
+        cls = registry.get("tasks", spec.task)
+        for f in cls.data_files(cls.Params.model_validate(spec.task_params)):
+            if f.path in seen:
+                continue
+            seen.add(f.path)
+            try:
+                resolve(f, data_dir)
+            except DataFileError as exc:
+                raise _fail(f"task {spec.task!r}: {exc}") from None
+
+
+@app.command("list")
+def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models"),
+                 as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+                 plugins: list[str] = PluginsOpt) -> None:
+    """Show plugins: name, summary, parameters with defaults, capabilities; broken ones with their error."""
+    registry = load_registry(plugins)
+    infos = [i.describe() for i in registry.listing(kind.value)]
+    if as_json:
+        out.print_json(json.dumps(infos, default=str))
+        return
+    table = Table(title=f"rnnbench {kind.value}", show_lines=True)
+    for col in ("name", "summary", "parameters (default)", "capabilities" if kind != Kind.tasks else "metrics"):
+        table.add_column(col, overflow="fold")
+    for info in infos:
+        if "error" in info:
+            table.add_row(f"[red]{info['name']}[/]", f"[red]failed to load: {info['error']}[/]", info["origin"], "")
+            continue
+        params = "\n".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in info["params"]) or "-"
+        extra = info.get("capabilities") or info.get("requires") or [
+            f"{m['name']} ({m['direction']}{', ' + m['unit'] if m['unit'] else ''})" for m in info.get("metrics", [])]
+        if kind == Kind.methods:
+            extra = ["requires: " + (", ".join(extra) or "-")]
+        table.add_row(info["name"], info["summary"], params, "\n".join(extra))
+    out.print(table)
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="manifest YAML"), plugins: list[str] = PluginsOpt,
+             overrides: list[str] = SetOpt) -> None:
+    """Validate a manifest; print every problem with its field path and line (exit 2 on errors)."""
+    manifest, registry = _load(file, plugins, overrides)
+    matrix = expand(manifest, registry)
+    out.print(f"[green]ok[/]: {file} is valid: {len(matrix.trials)} trials")
+
+
+@app.command()
+def run(file: Path = typer.Argument(..., help="manifest YAML"),
+        results: Path = typer.Option(Path("results"), "--results", help="results directory (Parquet tables)"),
+        storage: Optional[str] = typer.Option(None, "--storage", help="Ray Tune storage path or URI (shared on clusters)"),
+        address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster (auto, ray://..., host:port)"),
+        resume: bool = typer.Option(False, "--resume", help="run only the trials that have no row yet"),
+        max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="trials at once"),
+        wandb: Optional[WandbMode] = typer.Option(None, "--wandb", help="W&B mode (default: manifest; offline without API key)"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=f"benchmark data directory (default ${DATA_ENV})"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the trial matrix and exit"),
+        num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray instance"),
+        plugins: list[str] = PluginsOpt, overrides: list[str] = SetOpt) -> None:
+    """Run a sweep on Ray Tune; every trial lands as a row in RESULTS/trials."""
+    manifest, registry = _load(file, plugins, overrides)
+    matrix = expand(manifest, registry)
+    if not matrix.trials:
+        raise _fail("the manifest expands to no trials: " + ("; ".join(matrix.skipped) or "nothing to run"))
+    if dry_run:
+        _print_matrix(manifest, matrix)
+        return
+    from suite.results import ResultsStore
+
+    existing = ResultsStore(results).finished_keys(manifest.name)
+    if existing and not resume:
+        raise _fail(f"{results} already holds {len(existing)} trial rows of experiment {manifest.name!r}. "
+                    f"Use --resume to run only the missing trials, choose another --results directory, "
+                    f"or rename the experiment (--set name=...).")
+    ddir = _data_dir(manifest, file, data_dir)
+    _check_data(matrix, registry, ddir)
+    from suite.orchestrate import run_sweep
+
+    outcome = run_sweep(manifest, matrix.trials, results_dir=results, storage=storage, address=address, resume=resume,
+                        max_concurrent=max_concurrent, wandb_mode=wandb.value if wandb else None, data_dir=str(ddir),
+                        plugin_dirs=[*plugins, *manifest.plugins], console=err, num_cpus=num_cpus)
+    counts: dict[str, int] = {}
+    for status in outcome.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    err.print(f"ran {outcome.ran} trials in {outcome.wall_time_s:.1f} s "
+              f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}); "
+              f"{outcome.skipped_finished} already finished; results in {results}/")
+    if outcome.ran and len(outcome.statuses) < outcome.ran:
+        raise _fail(f"{outcome.ran - len(outcome.statuses)} trials produced no row (interrupted?): "
+                    f"run again with --resume", code=1)
+
+
+def _print_matrix(manifest: Manifest, matrix: TrialMatrix) -> None:
+    table = Table(title=f"{manifest.name}: {len(matrix.trials)} trials")
+    for col in ("#", "task", "model", "method", "method params", "optimizer", "seed", "key"):
+        table.add_column(col, overflow="fold")
+    for i, t in enumerate(matrix.trials):
+        table.add_row(str(i), t.task, t.model, t.method, json.dumps(t.method_params),
+                      f"{t.optimizer['name']} lr={t.optimizer['lr']}", str(t.seed), t.key)
+    out.print(table)
+    for reason in matrix.skipped:
+        out.print(f"[yellow]skipped[/] {reason}")
+    out.print(f"{len(matrix.trials)} trials; budget {manifest.budget.model_dump(exclude_none=True)}; "
+              f"resources per trial {manifest.resources.cpu:g} CPU, {manifest.resources.gpu:g} GPU")
+
+
+@app.command("leaderboard")
+def show_leaderboard(results: Path = typer.Argument(Path("results"), help="results directory"),
+                     task: Optional[str] = typer.Option(None, "--task", help="only this task"),
+                     experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment"),
+                     fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json")) -> None:
+    """Rank methods per task: configuration selected on validation, test metric over seeds."""
+    from suite.leaderboard import display_rows, leaderboard, status_counts, to_markdown
+    from suite.results import ResultsStore
+
+    store = ResultsStore(results)
+    trials = store.trials(experiment)
+    if trials.empty:
+        raise _fail(f"no trial rows under {results}/trials (run a sweep first: rnnbench run manifests/quickstart.yaml)")
+    board = leaderboard(trials, task)
+    if fmt == Format.csv:
+        sys.stdout.write(board.to_csv(index=False))
+    elif fmt == Format.json:
+        sys.stdout.write(board.to_json(orient="records", indent=2) + "\n")
+    elif fmt == Format.md:
+        sys.stdout.write(to_markdown(board) + "\n")
+    else:
+        headers, rows = display_rows(board)
+        table = Table(title=f"rnnbench leaderboard ({results})")
+        for h in headers:
+            table.add_column(h, overflow="fold")
+        for r in rows:
+            table.add_row(*r)
+        out.print(table)
+        counts = status_counts(trials)
+        out.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

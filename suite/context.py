@@ -1,0 +1,245 @@
+"""The training context a method receives: optimizer, budget, work counting, evaluation, reports.
+
+A method calls ``ctx.step(loss, samples=...)`` after every parameter update. The context counts
+steps and samples, ends the trial as *diverged* on a non-finite loss, evaluates on the validation
+split at the manifest's fixed frequency (evaluation time is not charged to the budget), reports
+through the reporter (``ray.tune.report`` inside Tune) and returns True once the budget is spent.
+Method diagnostics (truncation length, Newton iterations, ...) go through ``ctx.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from suite.contracts import RecurrentModel, Task
+
+
+class TrialStop(Exception):
+    """Base of the exceptions that end a trial early with a status."""
+
+    status = "error"
+
+
+class Diverged(TrialStop):
+    status = "diverged"
+
+
+class TrialTimeout(TrialStop):
+    status = "timeout"
+
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Selection:
+    """Selection score = sum_split weight * metric(split); lower is better after orientation."""
+
+    metric: str
+    direction: str
+    split_weights: dict[str, float]
+
+    def score(self, metrics_by_split: dict[str, dict[str, float]]) -> float:
+        total = 0.0
+        for split, w in self.split_weights.items():
+            value = metrics_by_split.get(split, {}).get(self.metric, float("nan"))
+            total += w * value
+        return total
+
+    def oriented(self, score: float) -> float:
+        """Lower is better: negate max-metrics; NaN becomes +inf (worst)."""
+        if score is None or math.isnan(score):
+            return math.inf
+        return score if self.direction == "min" else -score
+
+
+@dataclass
+class TrainContext:
+    """Budget, optimizer factory, counters and reporting for one trial (see module docstring)."""
+
+    task: Task
+    model: RecurrentModel
+    optimizer_spec: dict[str, Any]
+    budget: dict[str, float]
+    eval_every: dict[str, float]
+    selection: Selection
+    reporter: Reporter
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    time_limit_s: float | None = None
+
+    steps: int = 0
+    samples: int = 0
+    epochs: int = 0
+    evaluations: int = 0
+    best: dict[str, Any] = field(default_factory=dict)
+    last_val: dict[str, float] = field(default_factory=dict)
+    _start: float = field(default_factory=time.perf_counter)
+    _eval_time: float = 0.0
+    _loss_sum: float = 0.0
+    _loss_n: int = 0
+    _last_eval_step: int = 0
+    _last_eval_epoch: int = 0
+    _last_eval_time: float = 0.0
+    _diag: list[tuple[int, str, float]] = field(default_factory=list)
+
+    # --- what methods use ---------------------------------------------------------------------
+    def make_optimizer(self, params: Iterable[nn.Parameter] | None = None, **overrides: Any) -> torch.optim.Optimizer:
+        """The manifest's optimizer over ``params`` (default: all model parameters)."""
+        spec = {**self.optimizer_spec, **overrides}
+        params = list(self.model.parameters() if params is None else params)
+        name, lr, wd = spec.get("name", "adam"), float(spec.get("lr", 1e-3)), float(spec.get("weight_decay") or 0.0)
+        betas = tuple(spec["betas"]) if spec.get("betas") else (0.9, 0.999)
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
+        if name == "radam":
+            return torch.optim.RAdam(params, lr=lr, weight_decay=wd, betas=betas)
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(spec.get("momentum") or 0.0))
+        if name == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(spec.get("momentum") or 0.0))
+        raise ValueError(f"unknown optimizer {name!r}")
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer_spec.get("lr", 1e-3))
+
+    def clip_gradients(self, params: Iterable[nn.Parameter] | None = None) -> float | None:
+        """Clip the gradient norm to the manifest's ``grad_clip`` (if set); returns the norm."""
+        clip = self.optimizer_spec.get("grad_clip")
+        if not clip:
+            return None
+        params = self.model.parameters() if params is None else params
+        return float(torch.nn.utils.clip_grad_norm_(params, float(clip)))
+
+    def step(self, loss: Tensor | float, samples: int = 0, **diagnostics: float) -> bool:
+        """Count one parameter update; True when the budget is spent and training must stop."""
+        value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+        if not math.isfinite(value):
+            raise Diverged(f"non-finite training loss ({value}) at step {self.steps + 1}")
+        self.steps += 1
+        self.samples += int(samples)
+        self._loss_sum += value
+        self._loss_n += 1
+        for name, v in diagnostics.items():
+            self._diag.append((self.steps, name, float(v)))
+        self._check_time_limit()
+        if self._eval_due():
+            self._evaluate_and_report()
+        return self.done
+
+    def end_epoch(self) -> bool:
+        """Count one pass over the training data; True when the budget is spent."""
+        self.epochs += 1
+        if "epochs" in self.eval_every and self.epochs - self._last_eval_epoch >= self.eval_every["epochs"]:
+            self._evaluate_and_report()
+        return self.done
+
+    def epoch_range(self) -> Iterator[int]:
+        """``for epoch in ctx.epoch_range(): ...`` -- yields until the budget is spent, counting epochs."""
+        while not self.done:
+            yield self.epochs
+            if self.end_epoch():
+                return
+
+    def log(self, **diagnostics: float) -> None:
+        """Record method diagnostics at the current step (reported with the next evaluation)."""
+        for name, v in diagnostics.items():
+            self._diag.append((self.steps, name, float(v)))
+
+    @property
+    def train_time_s(self) -> float:
+        """Training time so far, evaluation excluded (what a ``time_s`` budget counts)."""
+        return time.perf_counter() - self._start - self._eval_time
+
+    @property
+    def done(self) -> bool:
+        b = self.budget
+        if "steps" in b:
+            return self.steps >= b["steps"]
+        if "epochs" in b:
+            return self.epochs >= b["epochs"]
+        return self.train_time_s >= b["time_s"]
+
+    @property
+    def budget_fraction(self) -> float:
+        b = self.budget
+        if "steps" in b:
+            return self.steps / b["steps"]
+        if "epochs" in b:
+            return self.epochs / b["epochs"]
+        return self.train_time_s / b["time_s"]
+
+    # --- internals ------------------------------------------------------------------------------
+    def _check_time_limit(self) -> None:
+        if self.time_limit_s and time.perf_counter() - self._start > self.time_limit_s:
+            raise TrialTimeout(f"trial exceeded its time limit of {self.time_limit_s:g} s at step {self.steps}")
+
+    def _eval_due(self) -> bool:
+        e = self.eval_every
+        if "steps" in e:
+            return self.steps - self._last_eval_step >= e["steps"]
+        if "seconds" in e:
+            return self.train_time_s - self._last_eval_time >= e["seconds"]
+        return False
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Evaluate on ``split`` ("val" or "train") with the task's protocol; time not charged."""
+        if split == "test":
+            raise PermissionError("methods never evaluate the test split; the trial does")
+        t0 = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                metrics = self.task.evaluate(self.model, split)
+        finally:
+            self.model.train(was_training)
+            self._eval_time += time.perf_counter() - t0
+        return metrics
+
+    def _evaluate_and_report(self) -> None:
+        self._last_eval_step, self._last_eval_epoch = self.steps, self.epochs
+        self._last_eval_time = self.train_time_s
+        val = self.evaluate("val")
+        self.last_val = val
+        self.evaluations += 1
+        by_split = {"val": val}
+        if "train" in self.selection.split_weights and self.selection.split_weights["train"]:
+            by_split["train"] = self.evaluate("train")
+        score = self.selection.score(by_split)
+        if not self.best or self.selection.oriented(score) < self.selection.oriented(self.best["score"]):
+            self.best = {"score": score, "step": self.steps, "val": dict(val)}
+        self.reporter(self.progress_record(by_split, score))
+
+    def progress_record(self, by_split: dict[str, dict[str, float]], score: float) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "step": self.steps,
+            "samples": self.samples,
+            "epoch": self.epochs,
+            "train_time_s": self.train_time_s,
+            "wall_time_s": time.perf_counter() - self._start,
+            "objective": self.selection.oriented(score),
+        }
+        if self._loss_n:
+            rec["train/loss"] = self._loss_sum / self._loss_n
+        self._loss_sum, self._loss_n = 0.0, 0
+        for split, metrics in by_split.items():
+            for name, v in metrics.items():
+                rec[f"{split}/{name}"] = float(v)
+        if self._diag:
+            for _, name, v in self._diag:
+                rec[f"diag/{name}"] = v  # latest value per name, for live views (W&B)
+            rec["diag_events"] = json.dumps(self._diag)
+            self._diag = []
+        return rec

@@ -1,0 +1,271 @@
+"""The three plugin contracts: Task, Model and Method.
+
+A *Task* owns data, splits and the evaluation protocol; a *Model* is a recurrent module with a
+single-step function (usable under ``torch.func``) and a fused sequence ``forward``; a *Method*
+owns a training procedure, ``train(model, data, ctx)``. The trial wires them together and does
+the final evaluation itself, so every method is measured the same way.
+
+Plugin classes are discovered by the registry (:mod:`suite.registry`): any subclass of
+:class:`Task`, :class:`RecurrentModel` or :class:`Method` with a ``name`` defined in a plugin file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from suite.context import TrainContext
+
+
+class Params(BaseModel):
+    """Base class of every plugin's parameter schema. Unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    """Schema of a plugin without parameters."""
+
+
+# --- capabilities a model declares and a method may require --------------------------------
+STEP = "step"  #: ``step(h, u)`` is a pure single-step function usable under torch.func
+FUSED_SEQUENCE = "fused_sequence"  #: ``forward`` runs a fused kernel (cuDNN / nn.LSTM) over time
+LINEAR_RECURRENCE = "linear_recurrence"  #: ``recurrence_coeffs(u) -> (a, b)``: h_t = a_t*h_{t-1}+b_t
+ANALYTIC_JACOBIAN = "analytic_jacobian"  #: ``jacobian(h, u)`` gives d step / d h in closed form
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """What flows in or out of a model: real channels, or integer tokens from a vocabulary."""
+
+    kind: Literal["real", "tokens"]
+    size: int  #: number of real channels, or vocabulary size / number of classes for tokens
+
+    @property
+    def is_tokens(self) -> bool:
+        return self.kind == "tokens"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a task reports: its unit and whether lower or higher is better."""
+
+    name: str
+    direction: Literal["min", "max"]
+    unit: str = ""
+    description: str = ""
+
+
+@dataclass
+class SequenceData:
+    """Aligned input/target sequences.
+
+    ``x`` is ``[B, T, in]`` (float) or ``[B, T]`` (long tokens); ``y`` likewise for the outputs.
+    ``mask`` (``[B, T]`` bool) marks positions that count in the loss; ``None`` means all.
+    """
+
+    x: Tensor
+    y: Tensor
+    mask: Tensor | None = None
+
+    @property
+    def batch(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.x.shape[1])
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> SequenceData:
+        """Move to ``device``; floating tensors (not tokens) are cast to ``dtype`` if given."""
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+
+        mask = None if self.mask is None else self.mask.to(device)
+        return SequenceData(move(self.x), move(self.y), mask)
+
+    def slice_time(self, start: int, stop: int) -> SequenceData:
+        mask = None if self.mask is None else self.mask[:, start:stop]
+        return SequenceData(self.x[:, start:stop], self.y[:, start:stop], mask)
+
+    def select(self, index: Tensor | slice) -> SequenceData:
+        mask = None if self.mask is None else self.mask[index]
+        return SequenceData(self.x[index], self.y[index], mask)
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in which precision ``model`` computes (from its first parameter)."""
+    p = next(model.parameters())
+    return p.device, p.dtype
+
+
+def sequence_loss(output: IOSpec, y_hat: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean training loss over positions: MSE for real outputs, cross-entropy for tokens.
+
+    For real outputs the mean runs over positions and channels, i.e. the loss is normalised by
+    (positions x batch x outputs), as ``torch.mean`` does.
+    """
+    if output.is_tokens:
+        per_pos = F.cross_entropy(y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1), reduction="none")
+        per_pos = per_pos.reshape(y.shape)
+    else:
+        per_pos = (y_hat - y).pow(2).mean(dim=-1)
+    if mask is None:
+        return per_pos.mean()
+    m = mask.to(per_pos.dtype)
+    return (per_pos * m).sum() / m.sum().clamp_min(1.0)
+
+
+@dataclass
+class TrainData:
+    """What a method sees of a task: the training split, the loss and the I/O specs. Never test."""
+
+    task: str
+    train: SequenceData
+    input: IOSpec
+    output: IOSpec
+    hints: dict[str, Any] = field(default_factory=dict)  #: e.g. {"init_window": 5}
+
+    def loss(self, y_hat: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+        return sequence_loss(self.output, y_hat, y, mask)
+
+
+class Task(ABC):
+    """A dataset with splits, an evaluation protocol and metrics.
+
+    Subclasses set ``name``, ``summary``, ``metrics`` and ``primary_metric`` and implement
+    :meth:`split` and :meth:`evaluate`. ``input`` and ``output`` are set by ``__init__``.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    family: ClassVar[str] = "generic"
+    Params: ClassVar[type[Params]] = NoParams
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    primary_metric: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+
+    input: IOSpec
+    output: IOSpec
+
+    def __init__(self, params: Params, data_dir: Path | None = None) -> None:
+        self.params = params
+        self.data_dir = data_dir
+
+    @abstractmethod
+    def split(self, name: str) -> SequenceData:
+        """The sequences of split ``name`` (one of :attr:`splits`), as training-ready tensors."""
+
+    @abstractmethod
+    def evaluate(self, model: RecurrentModel, split: str) -> dict[str, float]:
+        """Evaluate ``model`` on ``split`` with this task's protocol; keys are metric names."""
+
+    @classmethod
+    def data_files(cls, params: Params) -> list[Any]:
+        """The :class:`~suite.datafiles.DataFile` entries this task reads (checked before a sweep)."""
+        return []
+
+    def hints(self) -> dict[str, Any]:
+        """Facts methods may use (never test data), e.g. the initialisation window."""
+        return {}
+
+    def train_data(self) -> TrainData:
+        return TrainData(self.name, self.split("train"), self.input, self.output, self.hints())
+
+    def metric(self, name: str) -> MetricSpec:
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"task {self.name!r} has no metric {name!r}; it has {[m.name for m in self.metrics]}")
+
+
+class RecurrentModel(nn.Module):
+    """A recurrent sequence model with a flat state ``h: [B, state_size]``.
+
+    Contract: ``encode`` maps raw inputs to real features ``u``; ``step(h, u_t)`` advances one
+    step and is a pure function of the module's parameters (so ``torch.func.functional_call``,
+    ``jacrev`` and ``vmap`` work on it); ``readout(h, u)`` maps states to outputs;
+    ``forward(x, h0)`` runs a whole sequence (fused kernels where available) and returns
+    ``(y_hat, h_T)``. ``forward`` and the ``step`` loop give the same numbers.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = NoParams
+    capabilities: ClassVar[frozenset[str]] = frozenset({STEP})
+
+    state_size: int
+
+    def __init__(self, input: IOSpec, output: IOSpec, params: Params) -> None:
+        super().__init__()
+        self.input_spec = input
+        self.output_spec = output
+        self.params = params
+
+    def initial_state(self, batch: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        p = next(self.parameters())
+        return torch.zeros(batch, self.state_size, device=device or p.device, dtype=dtype or p.dtype)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Raw inputs ``[B, T, in]`` or tokens ``[B, T]`` -> features ``[B, T, I]``."""
+        return x
+
+    @abstractmethod
+    def step(self, h: Tensor, u: Tensor) -> Tensor:
+        """One recurrence step: ``h [B, D], u [B, I] -> h' [B, D]``."""
+
+    @abstractmethod
+    def readout(self, h: Tensor, u: Tensor | None = None) -> Tensor:
+        """States ``[..., D]`` (and features ``[..., I]``) -> outputs ``[..., out]``."""
+
+    def hidden_states(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
+        """All states ``[B, T, D]`` from the step loop (the sequential oracle)."""
+        u = self.encode(x)
+        h = self.initial_state(u.shape[0], u.device, u.dtype) if h0 is None else h0
+        states = []
+        for u_t in u.unbind(1):
+            h = self.step(h, u_t)
+            states.append(h)
+        return torch.stack(states, 1)
+
+    def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Outputs ``[B, T, out]`` and the final state. Default: the step loop."""
+        u = self.encode(x)
+        hs = self.hidden_states(x, h0)
+        return self.readout(hs, u), hs[:, -1]
+
+
+class Method(ABC):
+    """A training procedure. Declares its hyperparameters (``Params``) and the capabilities it
+    needs from the model (``requires``). ``train`` must call ``ctx.step`` once per update and stop
+    when it returns True; the context evaluates, reports and enforces the budget."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = NoParams
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    @abstractmethod
+    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+        """Train ``model`` in place on ``data.train`` until ``ctx.step(...)`` returns True."""
+
+
+class DataFileError(FileNotFoundError):
+    """A data file is missing or corrupt; the message names the file, checksum and source."""
+
+
+PluginKind = Literal["methods", "tasks", "models"]
+PLUGIN_BASES: dict[str, type] = {"methods": Method, "tasks": Task, "models": RecurrentModel}
+ProgressFn = Callable[[str], None]

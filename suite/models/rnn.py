@@ -1,0 +1,142 @@
+"""Classic recurrent cells (LSTM, GRU, Elman) over PyTorch's fused sequence kernels.
+
+``forward`` runs ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (cuDNN on GPU); ``step`` re-implements one
+step functionally with the *same* parameters, so the step loop (used by DEER, adaptive TBPTT's
+gradient-norm estimate and the oracles) and the fused kernel agree to rounding. The state is flat:
+``[h_1 .. h_L]`` (GRU, Elman) or ``[h_1 .. h_L, c_1 .. c_L]`` (LSTM) for ``L`` layers.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from suite.contracts import FUSED_SEQUENCE, STEP, IOSpec, Params, RecurrentModel
+from suite.models.encoders import InputEncoder
+
+
+class RNNParams(Params):
+    hidden_size: int = Field(32, gt=0, description="units per layer")
+    num_layers: int = Field(1, gt=0, description="stacked layers")
+    embed_dim: int = Field(32, gt=0, description="embedding size when the inputs are tokens")
+
+
+class _FusedRNNModel(RecurrentModel):
+    """Shared plumbing: encoder, fused recurrent module, linear readout of the top layer."""
+
+    Params = RNNParams
+    capabilities = frozenset({STEP, FUSED_SEQUENCE})
+    cells_per_layer: ClassVar[int] = 1  # LSTM carries (h, c)
+
+    def _make_rnn(self, input_size: int, p: RNNParams) -> nn.Module:
+        raise NotImplementedError
+
+    def __init__(self, input: IOSpec, output: IOSpec, params: RNNParams) -> None:
+        super().__init__(input, output, params)
+        self.encoder = InputEncoder(input, params.embed_dim)
+        self.hidden_size = params.hidden_size
+        self.num_layers = params.num_layers
+        self.rnn = self._make_rnn(self.encoder.features, params)
+        self.head = nn.Linear(params.hidden_size, output.size)
+        self.state_size = self.cells_per_layer * params.num_layers * params.hidden_size
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def readout(self, h: Tensor, u: Tensor | None = None) -> Tensor:
+        top = (self.num_layers - 1) * self.hidden_size
+        return self.head(h[..., top : top + self.hidden_size])
+
+    # flat state <-> [layers, B, H] tensors of the fused module
+    def _unflatten(self, h: Tensor) -> list[Tensor]:
+        chunks = h.reshape(h.shape[0], self.cells_per_layer * self.num_layers, self.hidden_size)
+        return [c.transpose(0, 1).contiguous() for c in chunks.split(self.num_layers, dim=1)]
+
+    def _flatten(self, parts: list[Tensor]) -> Tensor:
+        return torch.cat([p.transpose(0, 1).reshape(p.shape[1], -1) for p in parts], dim=-1)
+
+    def _layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        r = self.rnn
+        return (
+            getattr(r, f"weight_ih_l{layer}"),
+            getattr(r, f"weight_hh_l{layer}"),
+            getattr(r, f"bias_ih_l{layer}"),
+            getattr(r, f"bias_hh_l{layer}"),
+        )
+
+    def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        u = self.encode(x)
+        if h0 is None:
+            h0 = self.initial_state(u.shape[0], u.device, u.dtype)
+        state = self._unflatten(h0)
+        out, last = self.rnn(u, tuple(state) if len(state) > 1 else state[0])
+        last_parts = list(last) if isinstance(last, tuple) else [last]
+        return self.head(out), self._flatten(last_parts)
+
+
+class LSTM(_FusedRNNModel):
+    name = "lstm"
+    summary = "LSTM (nn.LSTM fused kernel; functional step on the same weights)"
+    cells_per_layer = 2
+
+    def _make_rnn(self, input_size: int, p: RNNParams) -> nn.Module:
+        return nn.LSTM(input_size, p.hidden_size, p.num_layers, batch_first=True)
+
+    def step(self, h: Tensor, u: Tensor) -> Tensor:
+        L, H = self.num_layers, self.hidden_size
+        hs, cs = h[:, : L * H], h[:, L * H :]
+        new_h, new_c, inp = [], [], u
+        for layer in range(L):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            h_l, c_l = hs[:, layer * H : (layer + 1) * H], cs[:, layer * H : (layer + 1) * H]
+            gates = F.linear(inp, w_ih, b_ih) + F.linear(h_l, w_hh, b_hh)
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c_l + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            new_h.append(h_new)
+            new_c.append(c_new)
+            inp = h_new
+        return torch.cat(new_h + new_c, dim=-1)
+
+
+class GRU(_FusedRNNModel):
+    name = "gru"
+    summary = "GRU (nn.GRU fused kernel; functional step on the same weights)"
+
+    def _make_rnn(self, input_size: int, p: RNNParams) -> nn.Module:
+        return nn.GRU(input_size, p.hidden_size, p.num_layers, batch_first=True)
+
+    def step(self, h: Tensor, u: Tensor) -> Tensor:
+        H, out, inp = self.hidden_size, [], u
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            h_l = h[:, layer * H : (layer + 1) * H]
+            xr, xz, xn = F.linear(inp, w_ih, b_ih).chunk(3, dim=-1)
+            hr, hz, hn = F.linear(h_l, w_hh, b_hh).chunk(3, dim=-1)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+            h_new = (1 - z) * n + z * h_l
+            out.append(h_new)
+            inp = h_new
+        return torch.cat(out, dim=-1)
+
+
+class Elman(_FusedRNNModel):
+    name = "elman"
+    summary = "Elman tanh RNN (nn.RNN fused kernel; functional step on the same weights)"
+
+    def _make_rnn(self, input_size: int, p: RNNParams) -> nn.Module:
+        return nn.RNN(input_size, p.hidden_size, p.num_layers, nonlinearity="tanh", batch_first=True)
+
+    def step(self, h: Tensor, u: Tensor) -> Tensor:
+        H, out, inp = self.hidden_size, [], u
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            h_new = torch.tanh(F.linear(inp, w_ih, b_ih) + F.linear(h[:, layer * H : (layer + 1) * H], w_hh, b_hh))
+            out.append(h_new)
+            inp = h_new
+        return torch.cat(out, dim=-1)

@@ -1,0 +1,1 @@
+"""Shared building blocks for task plugins (the ``datasets/`` files): protocols by task family."""
