@@ -105,22 +105,29 @@ class TBPTT(Method):
                 if ctx.step(loss, samples=part.batch * (window - m)):
                     return
 
-    def _train_stateful(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
-        p, train = self.params, data.train
-        streams = max(1, min(p.batch_size, train.length // p.window))
-        span = train.length // streams
+    def _stream_layout(self, seq: SequenceData) -> tuple[SequenceData, int, int]:
+        """``seq`` cut into contiguous streams (stateful mode), the window and the burn-in used."""
+        p = self.params
+        streams = max(1, min(p.batch_size, seq.length // p.window))
+        span = seq.length // streams
         # [B * streams, span]: contiguous pieces of every sequence, processed side by side
-        cut = train.slice_time(0, streams * span)
-        x = cut.x.reshape(train.batch * streams, span, *cut.x.shape[2:])
-        y = cut.y.reshape(train.batch * streams, span, *cut.y.shape[2:])
-        mask = None if cut.mask is None else cut.mask.reshape(train.batch * streams, span)
-        stream_data = SequenceData(x, y, mask)
-        m = p.burn_in_steps
+        cut = seq.slice_time(0, streams * span)
+        x = cut.x.reshape(seq.batch * streams, span, *cut.x.shape[2:])
+        y = cut.y.reshape(seq.batch * streams, span, *cut.y.shape[2:])
+        mask = None if cut.mask is None else cut.mask.reshape(seq.batch * streams, span)
+        window = min(p.window, span)
+        # a burn-in of a whole stream would leave no window to train on (and loop forever)
+        return SequenceData(x, y, mask), window, min(p.burn_in_steps, window - 1)
+
+    def _train_stateful(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+        p = self.params
+        stream_data, window, m = self._stream_layout(data.train)
+        span = stream_data.length
         opt = ctx.make_optimizer()
         for _ in ctx.epoch_range():
             h = None
-            for start in range(0, span, p.window):
-                part = stream_data.slice_time(start, min(start + p.window, span))
+            for start in range(0, span, window):
+                part = stream_data.slice_time(start, min(start + window, span))
                 if part.length <= m:
                     break
                 loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, h)
@@ -131,3 +138,45 @@ class TBPTT(Method):
                 opt.step()
                 if ctx.step(loss, samples=part.batch * (part.length - m)):
                     return
+
+    # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
+    def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[torch.Tensor]:
+        """The gradient this method would use on ``probe``: its windows (with burn-in), averaged.
+
+        Stateless: all windows of every probe sequence (in chunks of ``batch_size``) from the zero
+        state. Stateful: the probe cut into streams as in training, windows in time order with the
+        detached state carried. Windows are weighted by their scored positions, so the result
+        estimates the gradient of the mean loss; with a window covering the sequence it equals
+        the full-BPTT gradient. Parameters and ``.grad`` are left untouched.
+        """
+        from suite.gradient_fidelity import GradientAverage, scored_positions, trainable_parameters
+
+        p = self.params
+        avg = GradientAverage(trainable_parameters(model))
+        with torch.enable_grad():
+            if p.mode == "stateful":
+                streams, window, m = self._stream_layout(probe)
+                h = None
+                for start in range(0, streams.length, window):
+                    part = streams.slice_time(start, min(start + window, streams.length))
+                    if part.length <= m:
+                        break
+                    loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, h)
+                    h = h_last.detach()
+                    avg.add(loss, scored_positions(None if part.mask is None else part.mask[:, m:], part.batch, part.length - m))
+            else:
+                window = min(p.window, probe.length)
+                m = min(p.burn_in_steps, window - 1)
+                starts = window_starts(probe.length, window, p.stride or p.window)
+                seq_idx = torch.arange(probe.batch).repeat_interleave(len(starts))
+                start_idx = starts.repeat(probe.batch)
+                offsets = torch.arange(window)
+                device = probe.x.device
+                for b in range(0, len(seq_idx), p.batch_size):
+                    rows = seq_idx[b : b + p.batch_size].to(device)[:, None]
+                    cols = (start_idx[b : b + p.batch_size][:, None] + offsets).to(device)
+                    part = SequenceData(probe.x[rows, cols], probe.y[rows, cols],
+                                        None if probe.mask is None else probe.mask[rows, cols])
+                    loss, _ = burn_in_loss(model, data, part, m, p.burnin_grad)
+                    avg.add(loss, scored_positions(None if part.mask is None else part.mask[:, m:], part.batch, window - m))
+        return avg.result()

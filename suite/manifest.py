@@ -167,8 +167,8 @@ class ManifestError(Exception):
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
         self.source = source
-        self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = sorted(problems, key=lambda p: p.line or 0)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
 def format_path(loc: tuple[Any, ...]) -> str:
@@ -315,29 +315,35 @@ def validate(data: dict[str, Any], registry: Registry, source: str = "<manifest>
     """Validate raw manifest data against the schema and the registered plugins."""
     lines = lines or {}
     problems: list[Problem] = []
+    manifest: Manifest | None = None
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(Problem(format_path(loc), msg, _lookup_line(lines, loc)))
-        raise ManifestError(source, problems) from None
-
+    # plugin names and parameters are checked on the raw data, so every problem is reported at once
     for section, kind in (("tasks", "tasks"), ("models", "models"), ("methods", "methods")):
-        for i, ref in enumerate(getattr(manifest, section)):
+        refs = data.get(section)
+        for i, ref in enumerate(refs if isinstance(refs, list) else []):
+            if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+                continue
             path = f"{section}[{i}]"
             try:
-                cls = registry.get(kind, ref.name)
+                cls = registry.get(kind, ref["name"])
             except UnknownPluginError as exc:
                 problems.append(Problem(f"{path}.name", str(exc), _lookup_line(lines, (section, i, "name"))))
                 continue
-            for p in _validate_plugin_params(cls.Params, ref.params, path):
+            params = ref.get("params") or {}
+            if not isinstance(params, dict):
+                continue
+            for p in _validate_plugin_params(cls.Params, params, path):
                 parts = tuple(int(x) if x.isdigit() else x for x in re.findall(r"[^.\[\]]+", p.path))
                 p.line = _lookup_line(lines, parts)
                 problems.append(p)
+    if manifest is None:
+        raise ManifestError(source, problems)
     for field in ("lr", "weight_decay", "momentum", "grad_clip"):
         v = getattr(manifest.optimizer, field)
         if is_space(v) and (err := check_space(v)):

@@ -153,6 +153,7 @@ def _ensure_ray(address: str | None, num_cpus: int | None) -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0; we show our own progress
     if ray.is_initialized():
         return
     if address:
@@ -182,6 +183,9 @@ def run_sweep(manifest: Manifest, trials: list[TrialSpec], *, results_dir: str |
         return SweepOutcome(ran=0, skipped_finished=skipped)
 
     t0 = time.time()
+    mode = resolve_wandb_mode(wandb_mode, manifest.wandb.mode)
+    if mode != "disabled":
+        _wandb_environment(mode, results_dir)  # before ray.init: W&B's logging actors inherit it
     _ensure_ray(address, num_cpus)
     from ray import tune
 
@@ -189,7 +193,6 @@ def run_sweep(manifest: Manifest, trials: list[TrialSpec], *, results_dir: str |
                "plugin_dirs": [str(Path(p).resolve()) for p in (plugin_dirs or [])]}
     writer = ResultsWriter(str(results_dir))
     callbacks: list[Any] = [writer, ProgressCallback(len(todo), writer)]
-    mode = resolve_wandb_mode(wandb_mode, manifest.wandb.mode)
     if mode != "disabled":
         callbacks.append(_wandb_callback(manifest, mode, results_dir))
 
@@ -224,15 +227,18 @@ def _trial_name(trial: Any) -> str:
     return f"{spec['method']}-{spec['key'][:8]}-s{spec['seed']}"
 
 
+def _wandb_environment(mode: str, results_dir: Path) -> None:
+    """W&B settings in the driver's environment: Ray's callback checks WANDB_MODE there (anchors 2.4)."""
+    os.environ["WANDB_MODE"] = mode
+    os.environ.setdefault("WANDB_SILENT", "true")
+    (results_dir / "wandb").mkdir(parents=True, exist_ok=True)
+    os.environ["WANDB_DIR"] = str(results_dir / "wandb")
+
+
 def _wandb_callback(manifest: Manifest, mode: str, results_dir: Path) -> Any:
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    os.environ["WANDB_MODE"] = mode  # Ray's callback reads the driver's environment (see anchors 2.4)
-    os.environ.setdefault("WANDB_SILENT", "true")
-    wandb_dir = results_dir / "wandb"
-    wandb_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("WANDB_DIR", str(wandb_dir))
     w = manifest.wandb
     return WandbLoggerCallback(project=w.project, group=w.group or manifest.name, entity=w.entity, tags=w.tags or None,
                                excludes=["env_json", "metrics_json", "best_val_json", "diag_events", "error"],
-                               log_config=False, dir=str(wandb_dir))
+                               log_config=False, mode=mode, dir=str(results_dir / "wandb"))

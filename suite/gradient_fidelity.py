@@ -1,0 +1,111 @@
+"""Gradient fidelity: how close a method's gradient is to the full-BPTT gradient on a probe batch.
+
+A method that wants to be measured implements the optional hook
+
+    Method.probe_gradient(model, data: TrainData, probe: SequenceData) -> list[Tensor]
+
+returning the gradient it would use on the probe sequences (one tensor per trainable parameter,
+in ``model.parameters()`` order, see :func:`trainable_parameters`), averaged over its windows /
+segments with weights equal to their numbers of scored positions, so that it estimates the
+gradient of the mean loss over the probe. :func:`full_bptt_gradient` gives the reference (the
+gradient of ``loss_fn`` over the whole probe sequences from the zero state) and
+:func:`gradient_fidelity` compares the two (cosine and relative error of the flattened vectors).
+:func:`fidelity_diagnostics` does all three for the engine. Nothing here touches ``p.grad`` or
+the parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from suite.contracts import RecurrentModel, SequenceData, TrainData
+
+LossFn = Callable[..., Tensor]
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters a gradient list refers to: ``model.parameters()`` that require grad, in order."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def parameter_gradients(loss: Tensor, params: Sequence[nn.Parameter]) -> list[Tensor]:
+    """``d loss / d params`` without touching ``.grad``; unused parameters get zeros."""
+    grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+
+
+def scored_positions(mask: Tensor | None, rows: int, length: int) -> float:
+    """How many positions a loss over ``rows x length`` outputs averages over (mask-aware)."""
+    return float(mask.sum()) if mask is not None else float(rows * length)
+
+
+class GradientAverage:
+    """Weighted average of per-window gradients: ``add(loss, weight)`` then ``result()``.
+
+    With weights = scored positions, the average of the windows' mean-loss gradients is the
+    gradient of the mean over all scored positions (with the method's truncation).
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+        self.params = list(params)
+        self.total = [torch.zeros_like(p) for p in self.params]
+        self.weight = 0.0
+
+    def add(self, loss: Tensor, weight: float) -> None:
+        if weight <= 0:
+            return
+        for acc, g in zip(self.total, parameter_gradients(loss, self.params)):
+            acc.add_(g, alpha=weight)
+        self.weight += weight
+
+    def result(self) -> list[Tensor]:
+        if self.weight == 0:
+            return self.total
+        return [t / self.weight for t in self.total]
+
+
+def full_bptt_gradient(model: RecurrentModel, data: SequenceData, loss_fn: LossFn) -> list[Tensor]:
+    """Full-BPTT gradient of ``loss_fn(y_hat, y, mask)`` over the whole probe sequences (zero state)."""
+    with torch.enable_grad():
+        y_hat, _ = model(data.x)
+        loss = loss_fn(y_hat, data.y, data.mask)
+        return parameter_gradients(loss, trainable_parameters(model))
+
+
+def _flat(grads: Sequence[Tensor]) -> Tensor:
+    return torch.cat([g.detach().reshape(-1).to(torch.float64) for g in grads])
+
+
+def gradient_fidelity(method_grads: list[Tensor], reference_grads: list[Tensor]) -> dict[str, float]:
+    """``{"grad_cos": cos(g, r), "grad_rel_err": ||g - r|| / ||r||}`` over all parameters (float64).
+
+    NaN where undefined (a zero vector).
+    """
+    if len(method_grads) != len(reference_grads):
+        raise ValueError(f"{len(method_grads)} method gradients but {len(reference_grads)} reference gradients")
+    for g, r in zip(method_grads, reference_grads):
+        if g.shape != r.shape:
+            raise ValueError(f"gradient shapes differ: {tuple(g.shape)} vs {tuple(r.shape)}")
+    g, r = _flat(method_grads), _flat(reference_grads)
+    ng, nr = float(g.norm()), float(r.norm())
+    cos = float(g @ r) / (ng * nr) if ng > 0 and nr > 0 else math.nan
+    rel = float((g - r).norm()) / nr if nr > 0 else math.nan
+    return {"grad_cos": cos, "grad_rel_err": rel}
+
+
+def probe_batch(train: SequenceData, size: int = 8) -> SequenceData:
+    """A fixed probe: the first ``size`` training sequences (the same at every evaluation)."""
+    return train.select(slice(0, min(size, train.batch)))
+
+
+def fidelity_diagnostics(method: Any, model: RecurrentModel, data: TrainData, probe: SequenceData) -> dict[str, float] | None:
+    """grad_cos / grad_rel_err of ``method`` on ``probe``; ``None`` if it has no ``probe_gradient``."""
+    hook = getattr(method, "probe_gradient", None)
+    if hook is None:
+        return None
+    reference = full_bptt_gradient(model, probe, data.loss)
+    return gradient_fidelity(hook(model, data, probe), reference)

@@ -1,0 +1,49 @@
+"""A sweep on a real 2-node Ray cluster, logged to offline W&B: trials on both nodes, metrics in the runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from suite.manifest import load_manifest
+from suite.orchestrate import run_sweep
+from suite.registry import load_registry
+from suite.results import ResultsStore
+from suite.sweep import expand
+
+from conftest import read_wandb_history
+
+pytestmark = pytest.mark.ray
+
+
+def test_two_node_sweep_with_offline_wandb(write_manifest, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    path = write_manifest()
+    manifest = load_manifest(path, load_registry)
+    trials = expand(manifest, load_registry()).trials
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        results = tmp_path / "results"
+        outcome = run_sweep(manifest, trials, results_dir=results, address=cluster.address, wandb_mode="offline")
+        node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert outcome.ran == 4
+    rows = ResultsStore(results).trials("toy")
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"}
+    assert set(rows["node_id"]) == node_ids and len(node_ids) == 2  # trials landed on both nodes
+    runs = sorted((results / "wandb").rglob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 4
+    for run_file in runs:
+        history = read_wandb_history(run_file)
+        logged = {k for row in history for k in row}
+        assert {"val/rmse", "train/loss", "test/rmse"} <= logged, sorted(logged)
+        finals = [row for row in history if row.get("final")]
+        assert len(finals) == 1 and isinstance(finals[0]["test/rmse"], float)

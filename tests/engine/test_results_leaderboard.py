@@ -1,0 +1,71 @@
+"""The Parquet store (atomic, idempotent part files) and the leaderboard's selection and statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from suite.leaderboard import leaderboard
+from suite.results import ResultsStore, curve_rows, trial_row
+
+
+def spec(method: str, config: str, seed: int, **params) -> dict:
+    return {"experiment": "exp", "key": f"{method}-{config}-{seed}", "config_id": f"{method}-{config}",
+            "task": "t", "model": "gru", "method": method, "seed": seed, "task_params": {}, "model_params": {},
+            "method_params": params, "optimizer": {"name": "adam", "lr": 0.01}, "budget": {"steps": 1},
+            "resources": {"cpu": 1, "gpu": 0}}
+
+
+def final(val: float, test: float, status: str = "ok") -> dict:
+    return {"final": True, "status": status, "primary_metric": "rmse", "direction": "min",
+            "selection_score": val, "metrics_json": json.dumps({"val": {"rmse": val}, "test": {"rmse": test}}),
+            "wall_time_s": 1.0, "peak_rss_bytes": 100, "step": 1, "samples": 1, "epoch": 0, "started_at": 0.0,
+            "finished_at": 1.0}
+
+
+def test_part_files_are_atomic_and_never_duplicated(tmp_path):
+    store = ResultsStore(tmp_path)
+    s = spec("bptt", "a", 0)
+    report = {"step": 3, "samples": 30, "epoch": 1, "train_time_s": 0.5, "wall_time_s": 0.6,
+              "val/rmse": 1.5, "train/loss": 2.0, "objective": 1.5,
+              "diag_events": json.dumps([[2, "K", 10.0]])}
+    rows = curve_rows(s, report)
+    assert {(r["split"], r["metric"], r["step"]) for r in rows} == {("val", "rmse", 3), ("train", "loss", 3), ("diag", "K", 2)}
+    store.write_trial(trial_row(s, final(1.0, 2.0)), rows)
+    store.write_trial(trial_row(s, final(0.5, 1.0)), rows)  # a re-run replaces, never duplicates
+    trials = store.trials("exp")
+    assert len(trials) == 1 and trials["test_primary"].iloc[0] == 1.0
+    assert len(store.curves("exp")) == 3
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_missing_final_report_becomes_a_row():
+    row = trial_row(spec("bptt", "a", 0), None, status="error", error="worker died")
+    assert row["status"] == "error" and row["error"] == "worker died" and row["test_primary"] is None
+
+
+def test_leaderboard_selects_on_validation_and_aggregates_test_over_seeds(tmp_path):
+    store = ResultsStore(tmp_path)
+    # config a: better validation, worse test; config b: worse validation, better test
+    for seed, (va, ta, vb, tb) in enumerate([(1.0, 3.0, 2.0, 0.1), (1.2, 3.5, 2.1, 0.2), (0.9, 2.5, 2.2, 0.3)]):
+        store.write_trial(trial_row(spec("tbptt", "a", seed, window=10), final(va, ta)), [])
+        store.write_trial(trial_row(spec("tbptt", "b", seed, window=20), final(vb, tb)), [])
+        store.write_trial(trial_row(spec("bptt", "x", seed), final(1.0, 1.0 + seed)), [])
+    # config c has the best validation but one diverged seed: failures count, it is never selected
+    store.write_trial(trial_row(spec("tbptt", "c", 0, window=30), final(0.1, 0.1)), [])
+    store.write_trial(trial_row(spec("tbptt", "c", 1, window=30), final(math.nan, math.nan, "diverged")), [])
+    board = leaderboard(store.trials("exp"))
+    tb = board[board["method"] == "tbptt"].iloc[0]
+    assert json.loads(tb["method_params"]) == {"window": 10}
+    assert tb["n_seeds"] == 3 and tb["n_ok"] == 3 and tb["configs_tried"] == 3
+    values = [3.0, 3.5, 2.5]
+    assert tb["test_mean"] == pytest.approx(sum(values) / 3)
+    sem = pd.Series(values).std(ddof=1) / math.sqrt(3)
+    assert tb["ci95_high"] - tb["test_mean"] == pytest.approx(stats.t.ppf(0.975, 2) * sem)
+    bp = board[board["method"] == "bptt"].iloc[0]
+    assert bp["test_mean"] == pytest.approx(2.0)
+    assert bp["rank"] == 1 and tb["rank"] == 2  # ranked on the test metric of the selected configurations

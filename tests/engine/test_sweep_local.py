@@ -1,0 +1,105 @@
+"""Sweeps on a real local Ray instance: statuses, Parquet rows, leaderboard, resume after an interrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from suite.leaderboard import leaderboard
+from suite.manifest import load_manifest
+from suite.orchestrate import run_sweep
+from suite.registry import load_registry
+from suite.results import ResultsStore
+from suite.sweep import expand
+
+pytestmark = pytest.mark.ray
+FIXTURE_PLUGINS = str(Path(__file__).resolve().parent.parent / "fixtures" / "plugins")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _sweep(path: Path, results: Path, overrides=(), plugins=()):
+    manifest = load_manifest(path, lambda extra: load_registry([*plugins, *extra]), list(overrides))
+    registry = load_registry([*plugins, *manifest.plugins])
+    matrix = expand(manifest, registry)
+    outcome = run_sweep(manifest, matrix.trials, results_dir=results, wandb_mode="disabled", plugin_dirs=list(plugins))
+    return manifest, matrix, outcome
+
+
+def test_statuses_rows_and_leaderboard(local_ray, write_manifest, toy_manifest_text, tmp_path):
+    text = toy_manifest_text.replace("""  - name: tbptt
+    params: {window: 30, batch_size: 8}""", """  - name: tbptt
+    params: {window: 30, batch_size: 8}
+  - name: bptt
+    optimizer: {name: sgd, lr: 1.0e+12}
+  - name: raising""")
+    path = write_manifest(text)
+    results = tmp_path / "results"
+    manifest, matrix, outcome = _sweep(path, results, plugins=[FIXTURE_PLUGINS])
+    assert outcome.ran == len(matrix.trials) == 8
+    trials = ResultsStore(results).trials("toy")
+    assert len(trials) == 8 and trials["trial_key"].is_unique
+    by_method = trials.groupby(["method", "optimizer_json"])["status"].apply(set).to_dict()
+    statuses = {(m, json.loads(o)["name"]): s for (m, o), s in by_method.items()}
+    assert statuses[("bptt", "adam")] == {"ok"}
+    assert statuses[("tbptt", "adam")] == {"ok"}
+    assert statuses[("bptt", "sgd")] == {"diverged"}  # the huge learning rate; the sweep went on
+    assert statuses[("raising", "adam")] == {"error"}
+    err = trials.loc[trials["method"] == "raising", "error"].iloc[0]
+    assert "deliberate failure" in err
+    ok = trials[trials["status"] == "ok"]
+    assert ok["test_primary"].notna().all() and (ok["steps"] == 6).all()
+    assert (ok["peak_rss_bytes"] > 0).all() and ok["torch_version"].notna().all()
+    curves = ResultsStore(results).curves("toy")
+    assert set(curves["split"]) >= {"train", "val"}
+    assert set(curves.loc[curves["split"] == "val", "step"]) == {3, 6}  # the fixed evaluation frequency
+    board = leaderboard(trials, "toy-sysid")
+    row = board[board["method"] == "bptt"].iloc[0]
+    assert row["n_ok"] == 2 and row["configs_tried"] == 2
+    assert json.loads(row["optimizer"])["name"] == "adam"  # the diverged configuration is never selected
+
+
+def test_resume_after_interrupt_runs_each_trial_once(write_manifest, toy_manifest_text, tmp_path):
+    text = toy_manifest_text.replace("""  - name: bptt
+  - name: tbptt
+    params: {window: 30, batch_size: 8}""", """  - name: slow
+    params: {sleep_s: {grid: [0.2, 0.21, 0.22]}}""").replace("budget: {steps: 6}", "budget: {steps: 12}")
+    path = write_manifest(text)
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "suite.cli", "run", str(path), "--results", str(results), "--plugins",
+           FIXTURE_PLUGINS, "--max-concurrent", "1", "--num-cpus", "1", "--wandb", "disabled"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = ResultsStore(results)
+    deadline = time.time() + 120
+    while len(store.finished_keys("toy")) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C mid-sweep
+    proc.communicate(timeout=120)
+    before = store.finished_keys("toy")
+    assert 2 <= len(before) < 6, "the interrupt should land mid-sweep"
+    res = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{len(before)} of 6 trials already have a row" in res.stdout + res.stderr
+    trials = store.trials("toy")
+    assert len(trials) == 6 and trials["trial_key"].is_unique
+    assert set(trials["status"]) == {"ok"}
+    # a second resume has nothing to do; a plain re-run refuses instead of duplicating
+    again = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "6 of 6 trials already have a row" in again.stdout + again.stderr
+    plain = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 2 and "--resume" in plain.stdout + plain.stderr
+    assert len(store.trials("toy")) == 6
