@@ -254,7 +254,10 @@ class _LinearScan(torch.autograd.Function):
         reverse, dense, backend = ctx.reverse, ctx.dense, ctx.backend
         need_a, need_b, need_h0 = ctx.needs_input_grad[:3]
         L = h.shape[1]
-        first, last = (-1, 0) if reverse else (0, -1)  # first / last position in scan order
+        if L == 0:
+            return (torch.zeros_like(a), torch.zeros_like(g), None if h0 is None else torch.zeros_like(h0),
+                    None, None, None)
+        first = -1 if reverse else 0  # first position in scan order
         aH = _herm(a, dense)
 
         # adjoint: bbar_t = g_t + A_{next(t)}^H bbar_{next(t)}, solved in the opposite direction
