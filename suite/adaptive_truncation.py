@@ -85,7 +85,7 @@ def gradient_norms_by_lag(model: RecurrentModel, x: Tensor, y: Tensor, loss_fn: 
 
 
 def _log_phi(phi_bar: Tensor) -> Tensor:
-    return torch.log(phi_bar.detach().to(torch.float64) + EPS)
+    return torch.log(phi_bar.detach().to("cpu", torch.float64) + EPS)  # tiny vectors: CPU
 
 
 def estimate_log_beta_ols(phi_bar: Tensor) -> float:
@@ -163,7 +163,7 @@ def log_relative_bias(phi_bar: Tensor, beta: float, tau: int, K_max: int | None 
 def relative_bias(phi_bar: Tensor, beta: float, tau: int, K_max: int | None = None) -> Tensor:
     """``deltahat[K] = E(K) / D`` for ``K = 0 .. max(W, K_max)`` (index = truncation length).
 
-    ``deltahat[0] >= 1`` always (no lag kept). Non-increasing in ``K``; ``inf`` everywhere when
+    Non-increasing in ``K``; ``inf`` everywhere when
     ``D = max_K (cum_K - E(K)) <= 0`` or the tail is unbounded (``beta >= 1``).
     """
     return torch.exp(log_relative_bias(phi_bar, beta, tau, K_max))
@@ -185,7 +185,7 @@ def estimate_truncation(phi: Tensor, delta: float, tau: int, K_max: int | None =
 
     ``delta_hat`` is the whole ``deltahat[K]`` curve (``K = 0 .. max(W, K_max)``).
     """
-    phi_bar = phi.to(torch.float64).mean(0)
+    phi_bar = phi.detach().to("cpu", torch.float64).mean(0)
     log_beta = estimate_log_beta_ols(phi_bar)
     beta = math.exp(log_beta)
     dh = relative_bias(phi_bar, beta, tau, K_max)

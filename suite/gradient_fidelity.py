@@ -97,9 +97,12 @@ def gradient_fidelity(method_grads: list[Tensor], reference_grads: list[Tensor])
     return {"grad_cos": cos, "grad_rel_err": rel}
 
 
-def probe_batch(train: SequenceData, size: int = 8) -> SequenceData:
-    """A fixed probe: the first ``size`` training sequences (the same at every evaluation)."""
-    return train.select(slice(0, min(size, train.batch)))
+def probe_batch(train: SequenceData, size: int = 8, length: int | None = None) -> SequenceData:
+    """A fixed probe: the first ``size`` training sequences, cut to their first ``length`` steps
+    (``None``: whole), the same at every evaluation. Long single-sequence tasks want a ``length``:
+    the reference is full BPTT over it."""
+    probe = train.select(slice(0, min(size, train.batch)))
+    return probe if length is None or length >= probe.length else probe.slice_time(0, length)
 
 
 def fidelity_diagnostics(method: Any, model: RecurrentModel, data: TrainData, probe: SequenceData) -> dict[str, float] | None:
