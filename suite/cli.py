@@ -148,6 +148,9 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
         raise _fail("the manifest expands to no trials: " + ("; ".join(matrix.skipped) or "nothing to run"))
     if dry_run:
         _print_matrix(manifest, matrix)
+        if manifest.search.algorithm == "optuna":
+            out.print(f"optuna: {manifest.search.num_samples} configurations per (task, model, method), "
+                      f"asked adaptively; the matrix above shows one draw")
         return
     from suite.results import ResultsStore
 
@@ -158,11 +161,28 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
                     f"or rename the experiment (--set name=...).")
     ddir = _data_dir(manifest, file, data_dir)
     _check_data(matrix, registry, ddir)
-    from suite.orchestrate import run_sweep
+    from suite.orchestrate import SweepOutcome, run_sweep
 
-    outcome = run_sweep(manifest, matrix.trials, results_dir=results, storage=storage, address=address, resume=resume,
-                        max_concurrent=max_concurrent, wandb_mode=wandb.value if wandb else None, data_dir=str(ddir),
-                        plugin_dirs=[*plugins, *manifest.plugins], console=err, num_cpus=num_cpus)
+    def sweep(specs: list, resume_flag: bool) -> SweepOutcome:
+        return run_sweep(manifest, specs, results_dir=results, storage=storage, address=address, resume=resume_flag,
+                         max_concurrent=max_concurrent, wandb_mode=wandb.value if wandb else None, data_dir=str(ddir),
+                         plugin_dirs=[*plugins, *manifest.plugins], console=err, num_cpus=num_cpus)
+
+    if manifest.search.algorithm == "optuna":
+        from suite.optuna_search import run_optuna
+
+        batch = max_concurrent or manifest.max_concurrent or max(1, int((num_cpus or os.cpu_count() or 1) / manifest.resources.cpu))
+        outcomes: list[SweepOutcome] = []
+        try:
+            run_optuna(manifest, registry, ResultsStore(results), batch,
+                       lambda specs: outcomes.append(sweep(specs, True)), log=err.print)
+        except RuntimeError as exc:
+            raise _fail(str(exc)) from None
+        outcome = SweepOutcome(ran=sum(o.ran for o in outcomes), skipped_finished=0,
+                               statuses={k: v for o in outcomes for k, v in o.statuses.items()},
+                               wall_time_s=sum(o.wall_time_s for o in outcomes))
+    else:
+        outcome = sweep(matrix.trials, resume)
     counts: dict[str, int] = {}
     for status in outcome.statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -174,18 +194,31 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
                     f"run again with --resume", code=1)
 
 
+def _varying(dicts: list[dict]) -> list[str]:
+    """Keys whose values differ across ``dicts`` (the ones worth showing)."""
+    keys = sorted({k for d in dicts for k in d})
+    return [k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in dicts}) > 1]
+
+
 def _print_matrix(manifest: Manifest, matrix: TrialMatrix) -> None:
-    table = Table(title=f"{manifest.name}: {len(matrix.trials)} trials")
-    for col in ("#", "task", "model", "method", "method params", "optimizer", "seed", "key"):
+    trials = matrix.trials
+    table = Table(title=f"{manifest.name}: {len(trials)} trials")
+    for col in ("#", "task", "model", "method", "configuration", "seed", "key"):
         table.add_column(col, overflow="fold")
-    for i, t in enumerate(matrix.trials):
-        table.add_row(str(i), t.task, t.model, t.method, json.dumps(t.method_params),
-                      f"{t.optimizer['name']} lr={t.optimizer['lr']}", str(t.seed), t.key)
+    for i, t in enumerate(trials):
+        same_method = [u for u in trials if u.method == t.method]
+        parts = []
+        for label, getter in (("", lambda u: u.method_params), ("model.", lambda u: u.model_params),
+                              ("task.", lambda u: u.task_params), ("opt.", lambda u: u.optimizer)):
+            for k in _varying([getter(u) for u in same_method]) if len(same_method) > 1 else []:
+                parts.append(f"{label}{k}={getter(t).get(k)}")
+        table.add_row(str(i), t.task, t.model, t.method, " ".join(parts) or "-", str(t.seed), t.key[:8])
     out.print(table)
     for reason in matrix.skipped:
         out.print(f"[yellow]skipped[/] {reason}")
-    out.print(f"{len(matrix.trials)} trials; budget {manifest.budget.model_dump(exclude_none=True)}; "
-              f"resources per trial {manifest.resources.cpu:g} CPU, {manifest.resources.gpu:g} GPU")
+    out.print(f"{len(trials)} trials; budget {manifest.budget.model_dump(exclude_none=True)}; "
+              f"evaluation every {manifest.eval_every.model_dump(exclude_none=True)}; "
+              f"per trial {manifest.resources.cpu:g} CPU, {manifest.resources.gpu:g} GPU")
 
 
 @app.command("leaderboard")
@@ -211,11 +244,13 @@ def show_leaderboard(results: Path = typer.Argument(Path("results"), help="resul
     else:
         headers, rows = display_rows(board)
         table = Table(title=f"rnnbench leaderboard ({results})")
-        for h in headers:
+        for h in headers[:-1]:
             table.add_column(h, overflow="fold")
         for r in rows:
-            table.add_row(*r)
+            table.add_row(*r[:-1])
         out.print(table)
+        for r in rows:
+            out.print(f"  {r[3]} ({r[0]}, {r[2]}): {r[-1] or 'defaults'}", highlight=False)
         counts = status_counts(trials)
         out.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 

@@ -75,6 +75,9 @@ class TrainContext:
     dtype: torch.dtype
     seed: int
     time_limit_s: float | None = None
+    method: Any = None  #: the method being trained (for optional diagnostics hooks)
+    train_data: Any = None  #: its TrainData (for the gradient-fidelity probe)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     steps: int = 0
     samples: int = 0
@@ -218,9 +221,28 @@ class TrainContext:
         if "train" in self.selection.split_weights and self.selection.split_weights["train"]:
             by_split["train"] = self.evaluate("train")
         score = self.selection.score(by_split)
+        if self.diagnostics.get("gradient_fidelity"):
+            self._gradient_fidelity()
         if not self.best or self.selection.oriented(score) < self.selection.oriented(self.best["score"]):
             self.best = {"score": score, "step": self.steps, "val": dict(val)}
         self.reporter(self.progress_record(by_split, score))
+
+    def _gradient_fidelity(self) -> None:
+        """Log grad_cos / grad_rel_err of the method's gradient vs full BPTT on a fixed probe batch."""
+        from suite.gradient_fidelity import fidelity_diagnostics, probe_batch
+
+        if self.method is None or self.train_data is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            if not hasattr(self, "_probe"):
+                self._probe = probe_batch(self.train_data.train, int(self.diagnostics.get("probe_sequences", 8)),
+                                          self.diagnostics.get("probe_length"))
+            fid = fidelity_diagnostics(self.method, self.model, self.train_data, self._probe)
+        finally:
+            self._eval_time += time.perf_counter() - t0
+        if fid:
+            self.log(**fid)
 
     def progress_record(self, by_split: dict[str, dict[str, float]], score: float) -> dict[str, Any]:
         rec: dict[str, Any] = {

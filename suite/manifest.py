@@ -122,6 +122,14 @@ class Selection(Strict):
     split_weights: dict[Literal["train", "val"], float] = Field(default_factory=lambda: {"val": 1.0})
 
 
+class Diagnostics(Strict):
+    """Optional measurements taken at every evaluation (their time is not charged to the budget)."""
+
+    gradient_fidelity: bool = False  #: cosine / relative error of the method's gradient vs full BPTT
+    probe_sequences: PositiveInt = 8  #: sequences in the fixed probe batch
+    probe_length: PositiveInt | None = 512  #: probe length in steps (None: whole sequences)
+
+
 class WandbSettings(Strict):
     project: str = "rnnbench"
     entity: str | None = None
@@ -146,6 +154,7 @@ class Manifest(Strict):
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler | None = None
     selection: Selection = Field(default_factory=Selection)
+    diagnostics: Diagnostics = Field(default_factory=Diagnostics)
     wandb: WandbSettings = Field(default_factory=WandbSettings)
     max_concurrent: PositiveInt | None = None
 

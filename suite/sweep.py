@@ -39,6 +39,7 @@ class TrialSpec:
     eval_every: dict[str, Any]
     selection: dict[str, Any]
     resources: dict[str, Any]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     config_id: str = ""
     key: str = ""
 
@@ -137,6 +138,7 @@ def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_par
             experiment=m.name, task=task, task_params=task_params, model=model, model_params=model_params,
             method=method, method_params=method_params, optimizer=opt, seed=seed, budget=budget,
             eval_every=eval_every, selection=selection, resources=m.resources.model_dump(),
+            diagnostics=m.diagnostics.model_dump(),
             config_id=config_id, key=_digest({"experiment": m.name, **identity, "seed": seed}),
         ))
     return out

@@ -81,9 +81,11 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
             selection = Selection(metric, task.metric(metric).direction, dict(spec.selection["split_weights"]))
             ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer, budget=spec.budget,
                                eval_every=spec.eval_every, selection=selection, reporter=reporter, device=device,
-                               dtype=dtype, seed=spec.seed, time_limit_s=resources.get("time_limit_s"))
+                               dtype=dtype, seed=spec.seed, time_limit_s=resources.get("time_limit_s"),
+                               diagnostics=dict(spec.diagnostics))
             train = task.train_data()
             train.train = train.train.to(device, dtype)
+            ctx.method, ctx.train_data = method, train
             method.train(model, train, ctx)
         except TrialStop as exc:
             record["status"], record["error"] = exc.status, str(exc)

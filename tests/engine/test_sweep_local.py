@@ -103,3 +103,29 @@ def test_resume_after_interrupt_runs_each_trial_once(write_manifest, toy_manifes
     plain = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 2 and "--resume" in plain.stdout + plain.stderr
     assert len(store.trials("toy")) == 6
+
+
+def test_optuna_search_asks_tells_and_resumes(local_ray, write_manifest, toy_manifest_text, tmp_path):
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    text = toy_manifest_text.replace("""  - name: bptt
+  - name: tbptt
+    params: {window: 30, batch_size: 8}""", """  - name: bptt
+    optimizer: {lr: {loguniform: [1.0e-3, 1.0e-1]}}""") + "search: {algorithm: optuna, num_samples: 3, seed: 0}\n"
+    path = write_manifest(text)
+    results = tmp_path / "results"
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(path), "--results", str(results), "--wandb", "disabled", "--max-concurrent", "2"])
+    assert res.exit_code == 0, res.output
+    trials = ResultsStore(results).trials("toy")
+    assert len(trials) == 6 and trials["config_id"].nunique() == 3  # 3 configurations x 2 seeds
+    lrs = {json.loads(o)["lr"] for o in trials["optimizer_json"]}
+    assert len(lrs) == 3 and all(1e-3 <= lr <= 1e-1 for lr in lrs)
+    res = runner.invoke(app, ["run", str(path), "--results", str(results), "--wandb", "disabled", "--resume",
+                              "--set", "search.num_samples=4"])
+    assert res.exit_code == 0, res.output
+    assert "re-told 3 finished configurations" in res.output
+    trials = ResultsStore(results).trials("toy")
+    assert len(trials) == 8 and trials["trial_key"].is_unique and trials["config_id"].nunique() == 4
