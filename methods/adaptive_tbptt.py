@@ -53,6 +53,7 @@ class AdaptiveTBPTTParams(Params):
     estimate_batch: int | None = Field(None, ge=1, description="windows per estimation repeat (default batch_size)")
     lr_scaling: Literal["sqrt", "linear", "none"] = Field("sqrt", description="optimizer lr = base lr x sqrt(K), x K, or x 1")
     batch_size: int = Field(32, ge=1, description="parallel streams per update")
+    adapt: bool = Field(True, description="re-estimate K; false keeps K = K0 (the paper's fixed-K baselines, same training)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "AdaptiveTBPTTParams":
@@ -168,7 +169,7 @@ class AdaptiveTBPTT(Method):
                     updates += 1
                     if ctx.step(loss, samples=samples):
                         return
-                    if updates % p.reestimate_every == 0:
+                    if p.adapt and updates % p.reestimate_every == 0:
                         self.reestimate(model, data, ctx, geometry)
                         self._set_lr(opt, ctx.lr)
 

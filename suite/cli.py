@@ -225,7 +225,8 @@ def _print_matrix(manifest: Manifest, matrix: TrialMatrix) -> None:
 def show_leaderboard(results: Path = typer.Argument(Path("results"), help="results directory"),
                      task: Optional[str] = typer.Option(None, "--task", help="only this task"),
                      experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment"),
-                     fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json")) -> None:
+                     fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
+                     split_by: list[str] = typer.Option([], "--split-by", help="method parameter that makes separate entries (repeatable)")) -> None:
     """Rank methods per task: configuration selected on validation, test metric over seeds."""
     from suite.leaderboard import display_rows, leaderboard, status_counts, to_markdown
     from suite.results import ResultsStore
@@ -234,7 +235,7 @@ def show_leaderboard(results: Path = typer.Argument(Path("results"), help="resul
     trials = store.trials(experiment)
     if trials.empty:
         raise _fail(f"no trial rows under {results}/trials (run a sweep first: rnnbench run manifests/quickstart.yaml)")
-    board = leaderboard(trials, task)
+    board = leaderboard(trials, task, split_by)
     if fmt == Format.csv:
         sys.stdout.write(board.to_csv(index=False))
     elif fmt == Format.json:

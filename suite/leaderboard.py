@@ -43,10 +43,23 @@ def _config_score(group: pd.DataFrame) -> float:
     return mean if direction == "min" else -mean
 
 
-def leaderboard(trials: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
-    """One row per (task, model, method): the selected configuration and its test aggregate."""
+def _variant(params_json: str, keys: list[str]) -> str:
+    params = json.loads(params_json or "{}")
+    return ",".join(f"{k}={params.get(k)}" for k in keys)
+
+
+def leaderboard(trials: pd.DataFrame, task: str | None = None, split_by: list[str] | None = None) -> pd.DataFrame:
+    """One row per (task, model, method): the selected configuration and its test aggregate.
+
+    ``split_by`` names method parameters that make separate entries (e.g. ``burn_in`` to show
+    every burn-in length instead of selecting one); the method column then reads ``tbptt[burn_in=0]``.
+    """
     if task is not None:
         trials = trials[trials["task"] == task]
+    trials = trials.copy()
+    if split_by:
+        variants = trials["method_params_json"].map(lambda p: _variant(p, split_by))
+        trials["method"] = trials["method"] + "[" + variants + "]"
     rows: list[dict[str, Any]] = []
     for (task_name, model, method), group in trials.groupby(["task", "model", "method"], sort=True):
         by_config = {cid: g for cid, g in group.groupby("config_id")}

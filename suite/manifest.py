@@ -88,6 +88,7 @@ class PluginRef(Strict):
 
 class MethodRef(PluginRef):
     optimizer: dict[str, Any] | None = None  #: overrides of the sweep's optimizer for this method
+    budget: Budget | None = None  #: replaces the sweep's budget for this method (a paper's protocol); equal budgets are the default
 
 
 class Resources(Strict):

@@ -67,7 +67,8 @@ def run_optuna(manifest: Manifest, registry: Registry, store: ResultsStore, batc
                     t = registry.get("tasks", task.name).Params.model_validate(groups["task"]).model_dump(mode="json")
                     m = registry.get("models", model.name).Params.model_validate(groups["model"]).model_dump(mode="json")
                     me = registry.get("methods", method.name).Params.model_validate(groups["method"]).model_dump(mode="json")
-                    return _with_seeds(manifest, task.name, t, model.name, m, method.name, me, groups["optimizer"])
+                    return _with_seeds(manifest, task.name, t, model.name, m, method.name, me, groups["optimizer"],
+                                       method.budget)
 
                 done = store.trials(manifest.name)
                 if not done.empty:

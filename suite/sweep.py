@@ -119,13 +119,14 @@ def expand(manifest: Manifest, registry: Registry) -> TrialMatrix:
                             method_params = method_cls.Params.model_validate(method_params).model_dump(mode="json")
                             for opt in _configurations(opt_space, manifest.search.algorithm, n, rng):
                                 trials += _with_seeds(manifest, task.name, task_params, model.name, model_params,
-                                                      method.name, method_params, opt)
-    return TrialMatrix(trials, skipped)
+                                                      method.name, method_params, opt, method.budget)
+    unique = list({t.key: t for t in trials}.values())  # a repeated grid value is one trial, not two
+    return TrialMatrix(unique, skipped)
 
 
 def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_params: dict,
-                method: str, method_params: dict, opt: dict) -> list[TrialSpec]:
-    budget = m.budget.model_dump(exclude_none=True)
+                method: str, method_params: dict, opt: dict, budget_override: Any = None) -> list[TrialSpec]:
+    budget = (budget_override or m.budget).model_dump(exclude_none=True)
     eval_every = m.eval_every.model_dump(exclude_none=True)
     selection = m.selection.model_dump()
     identity = dict(task=task, task_params=task_params, model=model, model_params=model_params, method=method,

@@ -69,3 +69,14 @@ def test_leaderboard_selects_on_validation_and_aggregates_test_over_seeds(tmp_pa
     bp = board[board["method"] == "bptt"].iloc[0]
     assert bp["test_mean"] == pytest.approx(2.0)
     assert bp["rank"] == 1 and tb["rank"] == 2  # ranked on the test metric of the selected configurations
+
+
+def test_split_by_keeps_parameter_values_apart(tmp_path):
+    store = ResultsStore(tmp_path)
+    for seed in range(2):
+        store.write_trial(trial_row(spec("tbptt", "a", seed, window=10, burn_in=0), final(2.0, 2.0 + seed)), [])
+        store.write_trial(trial_row(spec("tbptt", "b", seed, window=10, burn_in=5), final(1.0, 1.0 + seed)), [])
+    board = leaderboard(store.trials("exp"), split_by=["burn_in"])
+    assert set(board["method"]) == {"tbptt[burn_in=0]", "tbptt[burn_in=5]"}
+    assert board.set_index("method").loc["tbptt[burn_in=5]", "test_mean"] == pytest.approx(1.5)
+    assert len(leaderboard(store.trials("exp"))) == 1
