@@ -80,3 +80,23 @@ def test_apply_override_errors():
         apply_override(data, "methods[3].name=x")
     with pytest.raises(ValueError, match="path=value"):
         apply_override(data, "budget")
+
+
+def test_method_budget_override_and_repeated_grid_values(write_manifest, toy_manifest_text):
+    from suite.manifest import load_manifest
+    from suite.registry import load_registry
+    from suite.sweep import expand
+
+    text = toy_manifest_text.replace("  - name: bptt\n", "  - name: bptt\n    budget: {steps: 50}\n").replace(
+        "params: {window: 30, batch_size: 8}", "params: {window: {grid: [30, 30, 20]}, batch_size: 8}")
+    trials = expand(load_manifest(write_manifest(text), load_registry), load_registry()).trials
+    assert {t.method: t.budget for t in trials} == {"bptt": {"steps": 50}, "tbptt": {"steps": 6}}
+    assert len(trials) == 6  # bptt x 2 seeds + tbptt x {30, 20} x 2 seeds: the repeated 30 is one configuration
+
+
+def test_shipped_manifests_validate():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "manifests").glob("*.yaml")):
+        res = invoke("validate", str(path))
+        assert res.exit_code == 0, f"{path.name}: {res.output}"
