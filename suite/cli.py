@@ -20,7 +20,7 @@ from rich.table import Table
 from suite.contracts import DataFileError
 from suite.datafiles import DATA_ENV, default_data_dir, resolve
 from suite.manifest import Manifest, ManifestError, load_manifest
-from suite.registry import KINDS, Registry, UnknownPluginError, load_registry
+from suite.registry import Registry, load_registry
 from suite.sweep import TrialMatrix, expand
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -7,7 +7,6 @@ import platform
 import socket
 import subprocess
 import threading
-import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -87,8 +86,4 @@ class PeakMemory:
 
     def cuda_peak(self) -> int | None:
         return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
-
-
-def now() -> float:
-    return time.time()
 

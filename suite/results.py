@@ -14,7 +14,6 @@ written before the trials part: a trial row means the trial is complete.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections import defaultdict
@@ -27,8 +26,7 @@ import pyarrow.parquet as pq
 
 from suite import SCHEMA_VERSION
 
-STATUSES = ("ok", "diverged", "error", "timeout", "pruned")
-FINISHED_STATUSES = STATUSES  # every status is a finished row; resume re-runs only missing trials
+STATUSES = ("ok", "diverged", "error", "timeout", "pruned")  # every status is a finished row
 
 TRIALS_SCHEMA = pa.schema([
     ("schema_version", pa.int16()),
@@ -188,10 +186,6 @@ class ResultsStore:
     def experiments(self) -> list[str]:
         base = self.root / "trials"
         return sorted(p.name.split("=", 1)[1] for p in base.glob("experiment=*")) if base.is_dir() else []
-
-
-def finite_or_none(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
 
 
 class CurveBuffer:
