@@ -1,0 +1,111 @@
+"""A generated token task: a k-th order Markov source over a small vocabulary (``markov-tokens``).
+
+The source: every context of the last ``order`` tokens (``vocab ** order`` of them) has a next-token
+distribution drawn once from a symmetric Dirichlet(``concentration``) with ``numpy``'s
+``default_rng(seed)``; the first ``order`` tokens of a stream are uniform. The train, val and test
+streams are independent draws from the same source (stream seeds derived from ``seed`` and the split),
+so the task is deterministic and needs no data files.
+
+Protocol: the language-modelling one of :mod:`suite.tasklib.language` -- training data are the train
+stream batchified into ``streams`` columns (``x = tokens[:, :-1]``, ``y = tokens[:, 1:]`` per
+column), evaluation is carried-state cross-entropy over the whole split (``eval_streams`` columns,
+each from the zero state, chunks of ``eval_chunk`` with the state carried). Metrics: ``bpt`` (bits
+per token, primary) and ``ce`` (nats per token). :meth:`MarkovTokens.entropy_rate_bits` is the
+source's entropy rate -- the best achievable ``bpt`` in the long run.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from suite.contracts import MetricSpec, RecurrentModel
+from suite.tasklib.language import LanguageParams, TokenStreamTask
+
+_SPLIT_INDEX = {"train": 0, "val": 1, "test": 2}
+
+
+class MarkovParams(LanguageParams):
+    vocab: int = Field(8, ge=2, le=64, description="vocabulary size")
+    order: int = Field(2, ge=1, le=6, description="Markov order k (the next token depends on the last k)")
+    concentration: float = Field(0.3, gt=0.0, description="Dirichlet concentration of the transition rows")
+    seed: int = Field(0, description="seed of the source and of the streams")
+    train_tokens: int = Field(20000, ge=16, description="tokens in the training stream")
+    val_tokens: int = Field(4000, ge=16, description="tokens in the validation stream")
+    test_tokens: int = Field(4000, ge=16, description="tokens in the test stream")
+    streams: int = Field(16, ge=1, description="parallel columns the training stream is batchified into")
+    eval_streams: int = Field(4, ge=1, description="parallel columns in evaluation (each from the zero state)")
+
+
+def transition_table(vocab: int, order: int, concentration: float, seed: int) -> np.ndarray:
+    """``[vocab ** order, vocab]`` next-token probabilities; row index = base-``vocab`` number of the
+    context, oldest token most significant."""
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.full(vocab, concentration), size=vocab**order)
+
+
+def generate(table: np.ndarray, vocab: int, order: int, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty(n, dtype=np.int64)
+    out[:order] = rng.integers(0, vocab, order)
+    u = rng.random(n)
+    cdf = np.cumsum(table, axis=1)
+    ctx = 0
+    for i in range(order):
+        ctx = ctx * vocab + int(out[i])
+    mod = vocab ** (order - 1)
+    for i in range(order, n):
+        tok = min(int(np.searchsorted(cdf[ctx], u[i], side="right")), vocab - 1)
+        out[i] = tok
+        ctx = (ctx % mod) * vocab + tok
+    return out
+
+
+class MarkovTokens(TokenStreamTask):
+    name = "markov-tokens"
+    summary = "generated k-th order Markov token source (small vocabulary): carried-state bits per token"
+    family = "language"
+    Params = MarkovParams
+    level = "char"
+    metrics = (
+        MetricSpec("bpt", "min", "bits/token", "bits per token, ce / ln 2 (carried-state evaluation)"),
+        MetricSpec("ce", "min", "nats/token", "mean next-token cross-entropy, carried-state evaluation"),
+    )
+    primary_metric = "bpt"
+
+    @cached_property
+    def table(self) -> np.ndarray:
+        p = self.params
+        return transition_table(p.vocab, p.order, p.concentration, p.seed)
+
+    def load(self) -> tuple[list[str], dict[str, np.ndarray]]:
+        p = self.params
+        sizes = {"train": p.train_tokens, "val": p.val_tokens, "test": p.test_tokens}
+        streams = {split: generate(self.table, p.vocab, p.order, n, seed=p.seed * 1000 + 17 + _SPLIT_INDEX[split])
+                   for split, n in sizes.items()}
+        return [f"t{i}" for i in range(p.vocab)], streams
+
+    def entropy_rate_bits(self) -> float:
+        """Entropy rate of the source in bits/token (stationary distribution over contexts)."""
+        p = self.params
+        n_ctx, mod = p.vocab**p.order, p.vocab ** (p.order - 1)
+        P = np.zeros((n_ctx, n_ctx))
+        for c in range(n_ctx):
+            for tok in range(p.vocab):
+                P[c, (c % mod) * p.vocab + tok] += self.table[c, tok]
+        pi = np.full(n_ctx, 1.0 / n_ctx)
+        for _ in range(5000):
+            pi = pi @ P
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -np.nansum(np.where(self.table > 0, self.table * np.log2(self.table), 0.0), axis=1)
+        return float(pi @ h)
+
+    def hints(self) -> dict[str, Any]:
+        return {"vocab_size": self.params.vocab, "level": "token"}
+
+    def evaluate(self, model: RecurrentModel, split: str) -> dict[str, float]:
+        out = super().evaluate(model, split)
+        return {"bpt": out["bpc"], "ce": out["ce"]}

@@ -1,0 +1,99 @@
+"""Parallel-scan training of models that are linear in their state (LRU, minGRU, minLSTM, ...).
+
+The model's ``forward`` solves its recurrence ``c_t = a_t * c_{t-1} + b_t`` with the parallel scan
+(:func:`suite.ops.linear_scan`; its backward is a reverse scan), so full BPTT over a whole
+sequence costs O(T) work at O(log T)-ish depth instead of T sequential steps. This method trains
+over whole sequences (``seq_len: null``, from the zero state, ``batch_size`` sequences per update)
+or over long chunks processed in time order with the detached final state carried to the next
+chunk. Requires LINEAR_RECURRENCE (a nonlinear RNN has no scan form: use ``deer``).
+
+Logged per update: ``tokens_per_s`` (positions x batch / wall time of forward + backward + update);
+with ``drift_every: n`` also ``scan_drift`` every n updates, the max abs difference between the
+scan states and the sequential step loop on the first sequence of the batch (first
+``drift_length`` steps) -- the numerical-drift monitor of methods.md §4a.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from pydantic import Field
+
+from suite.context import TrainContext
+from suite.contracts import LINEAR_RECURRENCE, Method, Params, RecurrentModel, SequenceData, TrainData
+
+
+class ScanTrainParams(Params):
+    batch_size: int | None = Field(None, gt=0, description="sequences per update (None: all)")
+    seq_len: int | None = Field(None, gt=0, description="chunk length with carried state (None: whole sequences)")
+    shuffle: bool = Field(True, description="shuffle sequences each epoch")
+    drift_every: int = Field(0, ge=0, description="log scan-vs-loop drift every n updates (0: never)")
+    drift_length: int = Field(256, gt=0, description="steps compared by the drift monitor")
+
+
+def _chunks(length: int, seq_len: int | None) -> list[tuple[int, int]]:
+    if not seq_len or seq_len >= length:
+        return [(0, length)]
+    return [(s, min(s + seq_len, length)) for s in range(0, length, seq_len)]
+
+
+@torch.no_grad()
+def scan_drift(model: RecurrentModel, x: torch.Tensor, h0: torch.Tensor | None = None) -> float:
+    """max |forward (scan) states - step-loop states| on ``x`` (outputs compared through the readout)."""
+    y_scan, h_scan = model(x, h0)
+    hs = model.hidden_states(x, h0)
+    y_loop = model.readout(hs, model.encode(x))
+    return float(torch.maximum((y_scan - y_loop).abs().max(), (h_scan - hs[:, -1]).abs().max()))
+
+
+class Scan(Method):
+    name = "scan"
+    summary = "full BPTT of a linear-recurrence model (LRU, minGRU, minLSTM) through the parallel scan in its forward"
+    Params = ScanTrainParams
+    requires = frozenset({LINEAR_RECURRENCE})
+
+    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+        p, train = self.params, data.train
+        opt = ctx.make_optimizer()
+        batch = p.batch_size or train.batch
+        bounds = _chunks(train.length, p.seq_len)
+        for _ in ctx.epoch_range():
+            order = torch.randperm(train.batch) if p.shuffle else torch.arange(train.batch)
+            for start in range(0, train.batch, batch):
+                seqs = train.select(order[start: start + batch].to(train.x.device))
+                h = None
+                for a, b in bounds:
+                    part = seqs.slice_time(a, b)
+                    t0 = time.perf_counter()
+                    y_hat, h_last = model(part.x, h)
+                    loss = data.loss(y_hat, part.y, part.mask)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    ctx.clip_gradients()
+                    opt.step()
+                    if part.x.is_cuda:
+                        torch.cuda.synchronize()
+                    elapsed = time.perf_counter() - t0
+                    h = h_last.detach()
+                    diag = {"tokens_per_s": part.batch * part.length / max(elapsed, 1e-9)}
+                    if p.drift_every and (ctx.steps + 1) % p.drift_every == 0:
+                        probe = part.select(slice(0, 1)).slice_time(0, min(p.drift_length, part.length))
+                        diag["scan_drift"] = scan_drift(model, probe.x)
+                    if ctx.step(loss, samples=part.batch * part.length, **diag):
+                        return
+
+    # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
+    def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[torch.Tensor]:
+        """Gradient of the mean probe loss as trained here (whole sequences = full BPTT; chunks carry state)."""
+        from suite.gradient_fidelity import GradientAverage, scored_positions, trainable_parameters
+
+        avg = GradientAverage(trainable_parameters(model))
+        with torch.enable_grad():
+            h = None
+            for a, b in _chunks(probe.length, self.params.seq_len):
+                part = probe.slice_time(a, b)
+                y_hat, h_last = model(part.x, h)
+                avg.add(data.loss(y_hat, part.y, part.mask), scored_positions(part.mask, part.batch, part.length))
+                h = h_last.detach()
+        return avg.result()
