@@ -24,6 +24,17 @@ def data_dir() -> Path | None:
     return Path(value) if value and Path(value).is_dir() else None
 
 
+def data_or_skip(*files: str) -> Path:
+    """The data directory if it holds ``files`` (paths relative to it); otherwise skip the test."""
+    root = data_dir()
+    if root is None:
+        pytest.skip("needs the benchmark data: set RNNBENCH_DATA (CI uses ../shared/data)")
+    missing = [f for f in files if not (root / f).is_file()]
+    if missing:
+        pytest.skip(f"benchmark data files missing under {root}: {', '.join(missing)}")
+    return root
+
+
 @pytest.fixture
 def real_data() -> Path:
     """The benchmark data directory; skips the test when RNNBENCH_DATA is not set."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -114,15 +113,7 @@ def test_carried_state_with_columns_and_leftover():
 # --- real data ------------------------------------------------------------------------------
 
 
-def _data_or_skip(*files: str) -> Path:
-    value = os.environ.get("RNNBENCH_DATA")
-    if not value:
-        pytest.skip("needs the benchmark data: set RNNBENCH_DATA (CI uses ../shared/data)")
-    root = Path(value)
-    missing = [f for f in files if not (root / f).is_file()]
-    if missing:
-        pytest.skip(f"benchmark data files missing under {root}: {', '.join(missing)}")
-    return root
+from conftest import data_or_skip as _data_or_skip  # noqa: E402  (shared skip rule)
 
 
 PTB = [f"language/ptb/ptb.{s}.txt" for s in ("train", "valid", "test")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import inspect
 import math
-import os
 import struct
 from pathlib import Path
 
@@ -150,15 +149,7 @@ def test_quantize_permutation_and_limits():
 # --- real data ------------------------------------------------------------------------------
 
 
-def _data_or_skip(*files: str) -> Path:
-    value = os.environ.get("RNNBENCH_DATA")
-    if not value:
-        pytest.skip("needs the benchmark data: set RNNBENCH_DATA (CI uses ../shared/data)")
-    root = Path(value)
-    missing = [f for f in files if not (root / f).is_file()]
-    if missing:
-        pytest.skip(f"benchmark data files missing under {root}: {', '.join(missing)}")
-    return root
+from conftest import data_or_skip as _data_or_skip  # noqa: E402  (shared skip rule)
 
 
 def _registry() -> Registry:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,15 +29,7 @@ def _task(name: str, root: Path, **params):
     return cls(cls.Params(**params), root)
 
 
-def _data_or_skip(*files: str) -> Path:
-    value = os.environ.get("RNNBENCH_DATA")
-    if not value:
-        pytest.skip("needs the benchmark data: set RNNBENCH_DATA (CI uses ../shared/data)")
-    root = Path(value)
-    missing = [f for f in files if not (root / f).is_file()]
-    if missing:
-        pytest.skip(f"benchmark data files missing under {root}: {', '.join(missing)}")
-    return root
+from conftest import data_or_skip as _data_or_skip  # noqa: E402  (shared skip rule)
 
 
 def _files(name: str, **params) -> list[str]:
