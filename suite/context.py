@@ -259,9 +259,17 @@ class TrainContext:
         for split, metrics in by_split.items():
             for name, v in metrics.items():
                 rec[f"{split}/{name}"] = float(v)
-        if self._diag:
-            for _, name, v in self._diag:
-                rec[f"diag/{name}"] = v  # latest value per name, for live views (W&B)
-            rec["diag_events"] = json.dumps(self._diag)
-            self._diag = []
+        rec.update(self.pop_diagnostics())
+        return rec
+
+    def pop_diagnostics(self) -> dict[str, Any]:
+        """The diagnostics logged since the last report, as record fields (empty when there are none).
+
+        ``diag/NAME`` holds the latest value per name (for live views such as W&B) and ``diag_events``
+        every ``(step, name, value)`` event as JSON (for the curves table)."""
+        if not self._diag:
+            return {}
+        rec: dict[str, Any] = {f"diag/{name}": v for _, name, v in self._diag}
+        rec["diag_events"] = json.dumps(self._diag)
+        self._diag = []
         return rec

@@ -37,6 +37,7 @@ class ResultsWriter(Callback):
         self._curves = CurveBuffer()
         self._final: dict[str, dict[str, Any]] = {}
         self.written: dict[str, str] = {}
+        self.last_row: dict[str, Any] | None = None
 
     @property
     def store(self) -> ResultsStore:
@@ -46,6 +47,9 @@ class ResultsWriter(Callback):
         spec = trial.config["trial"]
         if result.get("final"):
             self._final[spec["key"]] = dict(result)
+            if result.get("diag_events"):  # diagnostics logged after the last progress report
+                self._curves.add(spec, {k: result.get(k) for k in ("step", "samples", "epoch", "train_time_s",
+                                                                   "wall_time_s", "diag_events")})
         else:
             self._curves.add(spec, result)
 
@@ -57,6 +61,7 @@ class ResultsWriter(Callback):
         row = trial_row(spec, final or _last_progress(trial), status=status, error=error, trial_id=trial.trial_id)
         self.store.write_trial(row, self._curves.pop(spec["key"]))
         self.written[spec["key"]] = row["status"]
+        self.last_row = row
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._write(trial)
@@ -111,6 +116,9 @@ class ProgressCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._running = max(0, self._running - 1)
+        row = self.writer.last_row
+        if self._progress is not None and row is not None:  # one line per finished trial (also in batch logs)
+            self._progress.console.print(trial_summary(row, len(self.writer.written), self.total), highlight=False)
         self._update()
 
     on_trial_error = on_trial_complete
@@ -120,6 +128,23 @@ class ProgressCallback(Callback):
             self._update()
             self._progress.stop()
             self._progress = None
+
+
+def trial_summary(row: dict[str, Any], done: int, total: int) -> str:
+    """One line for a finished trial: ``[3/12] tbptt/lstm/silverbox seed 0 key: ok  val mse=... test mse=...``."""
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    text = (f"[{done}/{total}] {row['method']}/{row['model']}/{row['task']} seed {row['seed']} "
+            f"{row['trial_key'][:8]}: {row['status']}")
+    if row.get("status") in ("ok", "timeout") and row.get("primary_metric"):
+        text += f"  val {row['primary_metric']}={fmt(row.get('val_primary'))} test={fmt(row.get('test_primary'))}"
+    if row.get("wall_time_s") is not None:
+        text += f"  ({row['wall_time_s']:.0f} s)"
+    if row.get("error") and row.get("status") not in ("ok",):
+        text += f"  {str(row['error']).splitlines()[0][:160]}"
+    return text
 
 
 def wandb_api_key_configured() -> bool:

@@ -101,6 +101,8 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
                 record["status"] = "error"
                 record["error"] = f"final evaluation failed: {type(exc).__name__}: {exc}"[:ERROR_MESSAGE_LIMIT]
     record.update(_final_fields(spec, ctx, metrics, mem, t_start))
+    if ctx is not None:  # diagnostics logged after the last evaluation (e.g. at the end of training)
+        record.update(ctx.pop_diagnostics())
     reporter(record)
     return record
 

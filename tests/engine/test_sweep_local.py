@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,13 +46,14 @@ def test_statuses_rows_and_leaderboard(local_ray, write_manifest, toy_manifest_t
     params: {window: 30, batch_size: 8}
   - name: bptt
     optimizer: {name: sgd, lr: 1.0e+12}
-  - name: raising""")
+  - name: raising
+  - name: late_log""")
     path = write_manifest(text)
     results = tmp_path / "results"
     manifest, matrix, outcome = _sweep(path, results, plugins=[FIXTURE_PLUGINS])
-    assert outcome.ran == len(matrix.trials) == 8
+    assert outcome.ran == len(matrix.trials) == 10
     trials = ResultsStore(results).trials("toy")
-    assert len(trials) == 8 and trials["trial_key"].is_unique
+    assert len(trials) == 10 and trials["trial_key"].is_unique
     by_method = trials.groupby(["method", "optimizer_json"])["status"].apply(set).to_dict()
     statuses = {(m, json.loads(o)["name"]): s for (m, o), s in by_method.items()}
     assert statuses[("bptt", "adam")] == {"ok"}
@@ -66,6 +68,9 @@ def test_statuses_rows_and_leaderboard(local_ray, write_manifest, toy_manifest_t
     curves = ResultsStore(results).curves("toy")
     assert set(curves["split"]) >= {"train", "val"}
     assert set(curves.loc[curves["split"] == "val", "step"]) == {3, 6}  # the fixed evaluation frequency
+    late_keys = set(trials.loc[trials["method"] == "late_log", "trial_key"])
+    late = curves[(curves["split"] == "diag") & (curves["metric"] == "after_training")]
+    assert set(late["trial_key"]) == late_keys and (late["value"] == 42.0).all()  # logged after the last report
     board = leaderboard(trials, "toy-sysid")
     row = board[board["method"] == "bptt"].iloc[0]
     assert row["n_ok"] == 2 and row["configs_tried"] == 2
@@ -94,6 +99,8 @@ def test_resume_after_interrupt_runs_each_trial_once(write_manifest, toy_manifes
     res = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"{len(before)} of 6 trials already have a row" in res.stdout + res.stderr
+    finished_lines = re.findall(r"\[(\d+)/(\d+)\] slow/\S+ seed \d+ \w{8}: ok  val rmse=", res.stdout + res.stderr)
+    assert len(finished_lines) == 6 - len(before)  # one plain line per finished trial, also when not on a TTY
     trials = store.trials("toy")
     assert len(trials) == 6 and trials["trial_key"].is_unique
     assert set(trials["status"]) == {"ok"}

@@ -55,6 +55,17 @@ def test_gradient_fidelity_diagnostic(write_manifest):
     assert by_window[5]["grad_cos"] < 0.999
 
 
+def test_diagnostics_logged_after_the_last_step_reach_the_final_record(write_manifest):
+    from pathlib import Path
+
+    plugins = str(Path(__file__).resolve().parent.parent / "fixtures" / "plugins")
+    manifest = load_manifest(write_manifest(), lambda extra: load_registry([plugins, *extra]), ["methods=[{name: late_log}]"])
+    spec = expand(manifest, load_registry([plugins])).trials[0]
+    final = execute_trial(spec, {"plugin_dirs": [plugins]}, lambda r: None)
+    assert final["status"] == "ok" and final["diag/after_training"] == 42.0
+    assert json.loads(final["diag_events"]) == [[final["step"], "after_training", 42.0]]
+
+
 def test_plugin_error_becomes_error_status(write_manifest):
     spec = trials_of(write_manifest(), "methods=[{name: tbptt, params: {window: 30}}]", "tasks=[{name: toy-sysid, params: {length: 120}}]")[0]
     broken = spec.__class__(**{**spec.to_dict(), "model": "no-such-model"})
