@@ -1,6 +1,6 @@
 # rnnbench: the two set-up commands are `make quickstart` and `make test`.
 #   make quickstart   install into .venv (if needed) and run manifests/quickstart.yaml, then print the leaderboard
-#   make test         install into .venv (if needed) and run the test suite
+#   make test         install into .venv (if needed), lint (ruff) and run the test suite
 # Variables: PYTHON (interpreter that creates the venv), TORCH_SPEC (torch to install when none is importable),
 # RNNBENCH_DATA (benchmark data directory; default ../shared/data), RESULTS (results directory).
 
@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rnnbench-installed
 
-.PHONY: install quickstart test test-fast leaderboard clean
+.PHONY: install quickstart test test-fast lint leaderboard clean
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then \
@@ -34,10 +34,14 @@ quickstart: install
 	$(BIN)/rnnbench leaderboard $(RESULTS)
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not ray"
+
+lint: install
+	$(BIN)/ruff check .
 
 leaderboard:
 	$(BIN)/rnnbench leaderboard $(RESULTS)

@@ -52,7 +52,6 @@ from suite.contracts import IOSpec
 from suite.ops import NewtonNotConverged, linear_recurrence_loop, linear_scan, sequential_rollout
 from suite.registry import load_registry
 
-
 # --- measurement ----------------------------------------------------------------------------------
 
 def _malloc_trim() -> None:

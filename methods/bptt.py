@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from suite.contracts import Method, Params, RecurrentModel, TrainData
 from suite.context import TrainContext
+from suite.contracts import Method, Params, RecurrentModel, TrainData
 
 
 class BPTTParams(Params):

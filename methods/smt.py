@@ -48,7 +48,7 @@ DMT follows) and at the end of training -- the paper's protocol on windows of th
 windows from its zero state: the suite protocol) and ``teacher_bpt`` (the teacher's own sliding-window
 prediction, the bound a perfect transition reaches). These are *not* the trial's metrics. The values
 at the phase switch carry the prefix ``smt_end_``; the end-of-training values are logged after the last
-``ctx.step`` and reach the results only if the context reports diagnostics still pending at the end.
+``ctx.step`` and reach the trial's final record (``diag/...``) and the curves table (split ``diag``).
 """
 
 from __future__ import annotations

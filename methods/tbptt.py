@@ -17,8 +17,8 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData
 from suite.context import TrainContext
+from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData
 
 
 class TBPTTParams(Params):

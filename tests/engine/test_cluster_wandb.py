@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
 import ray
+from conftest import read_wandb_history
 from ray.cluster_utils import Cluster
 
 from suite.manifest import load_manifest
@@ -12,8 +12,6 @@ from suite.orchestrate import run_sweep
 from suite.registry import load_registry
 from suite.results import ResultsStore
 from suite.sweep import expand
-
-from conftest import read_wandb_history
 
 pytestmark = pytest.mark.ray
 

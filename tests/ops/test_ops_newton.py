@@ -5,11 +5,23 @@ import warnings
 
 import pytest
 import torch
-from ops_cells import (elementwise_cell, elementwise_jac_diag, elementwise_params, elman_cell, elman_jac, elman_params, gru_cell,
-                       gru_params, linear_cell, logistic_cell, logistic_params, strong_tanh_cell,
-                       strong_tanh_params)
+from ops_cells import (
+    elementwise_cell,
+    elementwise_jac_diag,
+    elementwise_params,
+    elman_cell,
+    elman_jac,
+    elman_params,
+    gru_cell,
+    gru_params,
+    linear_cell,
+    logistic_cell,
+    logistic_params,
+    strong_tanh_cell,
+    strong_tanh_params,
+)
 
-from suite.ops import (NewtonNotConverged, deer_solve, gtf_deer_solve, lm_smoother_mean, sequential_rollout)
+from suite.ops import NewtonNotConverged, deer_solve, gtf_deer_solve, lm_smoother_mean, sequential_rollout
 
 F64 = torch.float64
 

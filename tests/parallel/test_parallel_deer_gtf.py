@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from parallel_helpers import make_model, module_of, plugin
+
 from suite.contracts import sequence_loss
 from suite.ops import sequential_rollout
 

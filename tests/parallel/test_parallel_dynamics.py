@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from parallel_helpers import make_model, module_of, plugin
 from torch import Tensor, nn
 
-from parallel_helpers import make_model, module_of, plugin
 from suite.contracts import STEP, IOSpec, NoParams, RecurrentModel
 from suite.tasklib.dynamics import OBSERVATION_INVERSE, free_run
 

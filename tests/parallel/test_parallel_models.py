@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from parallel_helpers import make_model, plugin
+
 from suite.contracts import ANALYTIC_JACOBIAN, LINEAR_RECURRENCE, IOSpec
 from suite.ops import linear_recurrence_loop
 

@@ -6,8 +6,8 @@ import json
 import math
 
 import torch
-
 from parallel_helpers import make_model, module_of, plugin
+
 from suite.sweep import TrialSpec
 from suite.trial import execute_trial
 

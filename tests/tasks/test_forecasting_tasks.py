@@ -31,7 +31,6 @@ def _task(name: str, root: Path, **params):
 
 from conftest import data_or_skip as _data_or_skip  # noqa: E402  (shared skip rule)
 
-
 # --- generated data -------------------------------------------------------------------------
 
 N_ROWS = 50  # 7:1:2 -> 35 / 5 / 10

@@ -115,7 +115,6 @@ def test_carried_state_with_columns_and_leftover():
 
 from conftest import data_or_skip as _data_or_skip  # noqa: E402  (shared skip rule)
 
-
 PTB = [f"language/ptb/ptb.{s}.txt" for s in ("train", "valid", "test")]
 SHAKESPEARE = "language/tiny_shakespeare/input.txt"
 
