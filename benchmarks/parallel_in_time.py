@@ -9,15 +9,15 @@ Rows, all measured in the same run on the same inputs ``x [B, T, I]`` (float32):
                  scan (:func:`suite.ops.linear_scan`), backward = reverse scan;
 * ``deer``       the GRU's states by DEER (dense Jacobians, implicit-function backward = BPTT);
 * ``quasi-deer`` diagonal Jacobians forward and backward (the ELK repository's behaviour; the
-                 gradient is approximate).
+                 gradient is approximate), from the GRU's closed-form ``jacobian_diagonal``.
 
 For each T: forward time, forward+backward time (best of ``--repeat``), peak memory of one
 forward+backward (CUDA: ``max_memory_allocated``; CPU: peak RSS increase over the start of the
 call, after ``malloc_trim``, sampled every 0.5 ms -- approximate, allocator-dependent), the
 ratios time(seq-loop) / time(row) (> 1: faster than the loop), and for the DEER rows the Newton
 iterations and the forward cost per iteration. A row is skipped at lengths where its estimated
-memory exceeds ``--mem-limit-gb`` (DEER stores B T D^2 Jacobians; so does quasi-DEER here, as the
-solver takes the diagonal of vmap(jacrev) Jacobians) or its time extrapolated from the previous
+memory exceeds ``--mem-limit-gb`` (DEER stores B T D^2 Jacobians, quasi-DEER B T D diagonals)
+or its time extrapolated from the previous
 length exceeds ``--max-row-s`` (6 s in ``--quick``).
 
 Then the scan check of the ops kernel: B = 16, T = 4096, D = 256, a diagonal recurrence solved by
@@ -188,9 +188,9 @@ def workloads(gru, scan, deer_cls, deer_mod, backend: str = "auto") -> dict[str,
 def estimated_bytes(name: str, B: int, T: int, D: int) -> float:
     """Rough peak of one forward+backward (float32), used to skip rows that cannot fit."""
     # float32 values per (sequence, step), fitted to CPU measurements at D = 16 (allocator overheads
-    # included); vmap(jacrev) Jacobians make quasi-DEER (diagonal taken afterwards) as big as DEER
+    # included); quasi-DEER's closed-form diagonal Jacobians are O(D) per step
     per = {"seq-loop": 100 * D, "fused-gru": 80 * D, "scan": 12 * D, "deer": 10 * D * D + 60 * D,
-           "quasi-deer": 10 * D * D + 60 * D}[name]
+           "quasi-deer": 100 * D}[name]
     return 4.0 * B * T * per
 
 

@@ -6,7 +6,8 @@ Each update solves ``h_t = model.step(h_{t-1}, u_t)`` for all t of a batch at on
 ``model.readout(H, u)`` and the loss is the task's. Gradients come from implicit differentiation
 at the fixed point (``backward: implicit``, equal to BPTT's once converged) or from the adjoint
 with diagonal Jacobians (``backward: quasi``, approximate). A model with ANALYTIC_JACOBIAN passes
-its ``jacobian(h, u)`` to the solver instead of ``vmap(jacrev(step))``.
+its ``jacobian(h, u)`` to the solver instead of ``vmap(jacrev(step))``; the quasi variants use a
+model's closed-form ``jacobian_diagonal(h, u)`` when it has one (lstm, gru, elman do).
 
 Variants: ``dense`` (DEER), ``quasi`` (diagonal Jacobians), ``elk`` (Levenberg-Marquardt step by
 Kalman smoothing, ``sigma2`` = 1/lambda) and ``quasi-elk``.
@@ -71,6 +72,8 @@ class FunctionalCell:
         self.step_call = _Call(model, "step")
         self.has_jacobian = ANALYTIC_JACOBIAN in model.capabilities and hasattr(model, "jacobian")
         self.jac_call = _Call(model, "jacobian") if self.has_jacobian else None
+        self.has_diagonal = callable(getattr(model, "jacobian_diagonal", None))
+        self.diag_call = _Call(model, "jacobian_diagonal") if self.has_diagonal else None
         self.model = model
 
     def params(self) -> dict[str, Tensor]:
@@ -83,8 +86,17 @@ class FunctionalCell:
         assert self.jac_call is not None
         return torch.func.functional_call(self.jac_call, params, (h, u))
 
+    def diag_fn(self, params: dict[str, Tensor], h: Tensor, u: Tensor) -> Tensor:
+        assert self.diag_call is not None
+        return torch.func.functional_call(self.diag_call, params, (h, u))
+
     def solve(self, h0: Tensor, u: Tensor, **kwargs: Any) -> tuple[Tensor, DeerInfo]:
-        """``deer_solve`` on this cell (keyword arguments as there); non-convergence is not warned."""
+        """``deer_solve`` on this cell (keyword arguments as there); non-convergence is not warned.
+
+        Quasi variants use the model's closed-form ``jacobian_diagonal`` when it has one (O(D) per
+        step instead of a full autograd Jacobian); otherwise its analytic ``jacobian``, else autograd."""
+        if kwargs.get("jacobian") == "diag" and self.has_diagonal:
+            kwargs.setdefault("jac_fn", self.diag_fn)
         kwargs.setdefault("jac_fn", self.jac_fn if self.has_jacobian else None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NewtonNotConverged)

@@ -40,6 +40,8 @@ STEP = "step"  #: ``step(h, u)`` is a pure single-step function usable under tor
 FUSED_SEQUENCE = "fused_sequence"  #: ``forward`` runs a fused kernel (cuDNN / nn.LSTM) over time
 LINEAR_RECURRENCE = "linear_recurrence"  #: ``recurrence_coeffs(u) -> (a, b)``: h_t = a_t*h_{t-1}+b_t
 ANALYTIC_JACOBIAN = "analytic_jacobian"  #: ``jacobian(h, u)`` gives d step / d h in closed form
+# Optional, without a capability flag: ``jacobian_diagonal(h, u) -> [N, state_size]``, the diagonal of
+# d step / d h in closed form; quasi-DEER uses it instead of the diagonal of a full autograd Jacobian.
 
 
 @dataclass(frozen=True)

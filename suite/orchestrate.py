@@ -23,6 +23,10 @@ from suite.manifest import Manifest
 from suite.results import CurveBuffer, ResultsStore, trial_row
 from suite.sweep import TrialSpec
 
+# Tune warns about every driver callback slower than 0.5 s; starting a trial's W&B logging actor takes
+# about that long, so the default threshold fills sweep logs with noise. Read when ray.tune is imported.
+os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
+
 try:  # Ray is imported lazily by run_sweep; the callbacks need its base class at import time
     from ray.tune import Callback
 except ImportError:  # pragma: no cover

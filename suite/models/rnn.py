@@ -4,6 +4,11 @@
 step functionally with the *same* parameters, so the step loop (used by DEER, adaptive TBPTT's
 gradient-norm estimate and the oracles) and the fused kernel agree to rounding. The state is flat:
 ``[h_1 .. h_L]`` (GRU, Elman) or ``[h_1 .. h_L, c_1 .. c_L]`` (LSTM) for ``L`` layers.
+
+``jacobian_diagonal(h, u)`` gives the diagonal of d step / d h in closed form (``[N, state_size]``,
+O(state) work instead of the O(state^2) of a full Jacobian): quasi-DEER uses it. A unit's own
+previous value enters its update only through its own recurrent weights (``W_hh[i, i]``), so each
+layer's diagonal needs only the diagonals of its recurrent weight blocks.
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class _FusedRNNModel(RecurrentModel):
         return self.head(out), self._flatten(last_parts)
 
 
+def _diag_blocks(w_hh: Tensor, gates: int) -> list[Tensor]:
+    """The diagonals of the ``gates`` stacked ``[H, H]`` blocks of a recurrent weight ``[gates*H, H]``."""
+    return [blk.diagonal() for blk in w_hh.chunk(gates, dim=0)]
+
+
 class LSTM(_FusedRNNModel):
     name = "lstm"
     summary = "LSTM (nn.LSTM fused kernel; functional step on the same weights)"
@@ -102,6 +112,26 @@ class LSTM(_FusedRNNModel):
             inp = h_new
         return torch.cat(new_h + new_c, dim=-1)
 
+    def jacobian_diagonal(self, h: Tensor, u: Tensor) -> Tensor:
+        """Diagonal of d step / d h: ``[dh'_i/dh_i per layer, dc'_i/dc_i per layer]``."""
+        L, H = self.num_layers, self.hidden_size
+        hs, cs = h[:, : L * H], h[:, L * H :]
+        d_h, d_c, inp = [], [], u
+        for layer in range(L):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            h_l, c_l = hs[:, layer * H : (layer + 1) * H], cs[:, layer * H : (layer + 1) * H]
+            gates = F.linear(inp, w_ih, b_ih) + F.linear(h_l, w_hh, b_hh)
+            i, f, g, o = gates.chunk(4, dim=-1)
+            wi, wf, wg, wo = _diag_blocks(w_hh, 4)
+            si, sf, so, tg = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
+            c_new = sf * c_l + si * tg
+            tc = torch.tanh(c_new)
+            dc_dh = sf * (1 - sf) * wf * c_l + si * (1 - si) * wi * tg + si * (1 - tg * tg) * wg
+            d_h.append(so * (1 - so) * wo * tc + so * (1 - tc * tc) * dc_dh)
+            d_c.append(sf)  # the gates do not read c
+            inp = so * tc
+        return torch.cat(d_h + d_c, dim=-1)
+
 
 class GRU(_FusedRNNModel):
     name = "gru"
@@ -124,6 +154,23 @@ class GRU(_FusedRNNModel):
             inp = h_new
         return torch.cat(out, dim=-1)
 
+    def jacobian_diagonal(self, h: Tensor, u: Tensor) -> Tensor:
+        """Diagonal of d step / d h (one ``[N, H]`` block per layer)."""
+        H, out, inp = self.hidden_size, [], u
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            h_l = h[:, layer * H : (layer + 1) * H]
+            xr, xz, xn = F.linear(inp, w_ih, b_ih).chunk(3, dim=-1)
+            hr, hz, hn = F.linear(h_l, w_hh, b_hh).chunk(3, dim=-1)
+            wr, wz, wn = _diag_blocks(w_hh, 3)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+            dn = (1 - n * n) * (r * (1 - r) * wr * hn + r * wn)
+            dz = z * (1 - z) * wz
+            out.append(dz * (h_l - n) + (1 - z) * dn + z)
+            inp = (1 - z) * n + z * h_l
+        return torch.cat(out, dim=-1)
+
 
 class Elman(_FusedRNNModel):
     name = "elman"
@@ -138,5 +185,15 @@ class Elman(_FusedRNNModel):
             w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
             h_new = torch.tanh(F.linear(inp, w_ih, b_ih) + F.linear(h[:, layer * H : (layer + 1) * H], w_hh, b_hh))
             out.append(h_new)
+            inp = h_new
+        return torch.cat(out, dim=-1)
+
+    def jacobian_diagonal(self, h: Tensor, u: Tensor) -> Tensor:
+        """Diagonal of d step / d h: ``(1 - h'^2) * diag(W_hh)`` per layer."""
+        H, out, inp = self.hidden_size, [], u
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer)
+            h_new = torch.tanh(F.linear(inp, w_ih, b_ih) + F.linear(h[:, layer * H : (layer + 1) * H], w_hh, b_hh))
+            out.append((1 - h_new * h_new) * w_hh.diagonal())
             inp = h_new
         return torch.cat(out, dim=-1)

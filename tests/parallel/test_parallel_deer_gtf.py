@@ -61,6 +61,21 @@ def test_variants_reach_the_same_states(deer, variant):
         assert info.iterations >= info_dense.iterations
 
 
+def test_quasi_deer_uses_the_closed_form_diagonal(deer):
+    model = _gru(4)
+    cell = deer.FunctionalCell(model)
+    assert cell.has_diagonal and not cell.has_jacobian
+    x = torch.randn(2, 70, 3, dtype=torch.float64)
+    u = model.encode(x)
+    h0 = model.initial_state(2, dtype=torch.float64)
+    opts = _solver(deer, variant="quasi")
+    H, info = cell.solve(h0, u, **opts)
+    H_auto, info_auto = cell.solve(h0, u, **{**opts, "jac_fn": None})  # diagonal of vmap(jacrev)
+    assert info.converged and info.iterations == info_auto.iterations
+    assert torch.allclose(H, H_auto, atol=1e-12, rtol=0)
+    assert torch.allclose(H, sequential_rollout(model.step, h0, u), atol=1e-10, rtol=0)
+
+
 def test_quasi_backward_is_approximate_but_close(deer):
     model = _gru(2)
     x = torch.randn(1, 60, 3, dtype=torch.float64)

@@ -124,3 +124,21 @@ def test_models_accept_token_inputs():
         model = cls(IOSpec("tokens", 11), IOSpec("tokens", 11), cls.Params(**params))
         y, _ = model(torch.randint(11, (2, 9)))
         assert y.shape == (2, 9, 11)
+
+
+@pytest.mark.parametrize("name", ["elman", "gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_closed_form_jacobian_diagonal_equals_autograd(name, layers):
+    torch.manual_seed(5)
+    model = make_model(name, 3, 2, hidden_size=6, num_layers=layers).double()
+    h = torch.randn(10, model.state_size, dtype=torch.float64)
+    u = model.encode(torch.randn(10, 1, 3, dtype=torch.float64))[:, 0]
+
+    def single(hh, uu):
+        return model.step(hh[None], uu[None])[0]
+
+    J_ref = torch.func.vmap(torch.func.jacrev(single))(h, u)
+    d = model.jacobian_diagonal(h, u)
+    assert d.shape == (10, model.state_size)
+    assert torch.allclose(d, J_ref.diagonal(dim1=-2, dim2=-1), atol=1e-12, rtol=0)
+    assert (J_ref - torch.diag_embed(J_ref.diagonal(dim1=-2, dim2=-1))).abs().max() > 1e-3  # J is not diagonal
