@@ -1,4 +1,4 @@
-"""The ``rnnbench`` command line: list, validate, run, leaderboard.
+"""The ``rnnbench`` command line: list, validate, run, leaderboard, curves.
 
 Bad input (a wrong manifest, an unknown plugin, a missing data file) exits with status 2 and a
 message naming the problem and the fix, never a traceback.
@@ -254,6 +254,59 @@ def show_leaderboard(results: Path = typer.Argument(Path("results"), help="resul
             out.print(f"  {r[3]} ({r[0]}, {r[2]}): {r[-1] or 'defaults'}", highlight=False)
         counts = status_counts(trials)
         out.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class Axis(str, Enum):
+    step = "step"
+    train_time_s = "train_time_s"
+    samples = "samples"
+    wall_time_s = "wall_time_s"
+
+
+@app.command("curves")
+def show_curves(results: Path = typer.Argument(Path("results"), help="results directory"),
+                metric: str = typer.Option(..., "--metric", help="curve metric, e.g. K, newton_iters, ppl, loss"),
+                split: Optional[str] = typer.Option(None, "--split", help="diag, val, train (default: any)"),
+                task: Optional[str] = typer.Option(None, "--task", help="only this task"),
+                experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment"),
+                points: int = typer.Option(8, "--points", min=1, help="evenly spaced points per row"),
+                axis: Axis = typer.Option(Axis.step, "--x", help="position axis"),
+                fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
+                plot: Optional[Path] = typer.Option(None, "--plot", help="also save a line plot (PNG) here")) -> None:
+    """A metric's trajectory per trial (e.g. adaptive TBPTT's K, DEER's Newton iterations, val ppl)."""
+    from suite.results import ResultsStore
+    from suite.trajectories import metric_curves, plot_trajectories, trajectory_table
+
+    store = ResultsStore(results)
+    trials, curves = store.trials(experiment), store.curves(experiment)
+    if trials.empty or curves.empty:
+        raise _fail(f"no trial or curve rows under {results} (run a sweep first: rnnbench run manifests/quickstart.yaml)")
+    try:
+        long = metric_curves(trials, curves, metric, split, task)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    table = trajectory_table(long, points, axis.value)
+    cells = [[_fmt(v) for v in r] for r in table.itertuples(index=False)]
+    if fmt == Format.csv:
+        sys.stdout.write(table.to_csv(index=False))
+    elif fmt == Format.json:
+        sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
+    elif fmt == Format.md:
+        lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+        sys.stdout.write("\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n")
+    else:
+        rich_table = Table(title=f"{metric} by {axis.value} ({results})")
+        for col in table.columns:
+            rich_table.add_column(str(col), overflow="fold")
+        for r in cells:
+            rich_table.add_row(*r)
+        out.print(rich_table)
+    if plot is not None:
+        out.print(f"plot: {plot_trajectories(long, plot, metric, axis.value)}")
 
 
 def main() -> None:  # pragma: no cover

@@ -80,3 +80,44 @@ def test_split_by_keeps_parameter_values_apart(tmp_path):
     assert set(board["method"]) == {"tbptt[burn_in=0]", "tbptt[burn_in=5]"}
     assert board.set_index("method").loc["tbptt[burn_in=5]", "test_mean"] == pytest.approx(1.5)
     assert len(leaderboard(store.trials("exp"))) == 1
+
+
+def _store_with_k_trajectories(tmp_path):
+    store = ResultsStore(tmp_path)
+    for delta, ks in ((0.9, [50, 20, 12]), (0.1, [50, 80, 120])):
+        s = spec("adaptive_tbptt", f"d{delta}", 0, delta=delta)
+        events = [[40 * (i + 1), "K", float(k)] for i, k in enumerate(ks)]
+        report = {"step": 120, "samples": 1, "epoch": 0, "train_time_s": 1.0, "wall_time_s": 1.0,
+                  "val/rmse": 1.0, "diag_events": json.dumps(events)}
+        store.write_trial(trial_row(s, final(1.0, 1.0)), curve_rows(s, report))
+    return store
+
+
+def test_trajectory_table_takes_the_last_value_at_each_point(tmp_path):
+    from suite.trajectories import metric_curves, trajectory_table
+
+    store = _store_with_k_trajectories(tmp_path)
+    long = metric_curves(store.trials("exp"), store.curves("exp"), "K", "diag")
+    table = trajectory_table(long, points=3).set_index("label")
+    assert list(table.columns[3:6]) == ["step<=40", "step<=80", "step<=120"]
+    assert table.loc["adaptive_tbptt gru delta=0.9"].iloc[3:6].tolist() == [50.0, 20.0, 12.0]
+    assert table.loc["adaptive_tbptt gru delta=0.1", "final"] == 120.0
+    assert table.loc["adaptive_tbptt gru delta=0.1", "mean"] == pytest.approx(250 / 3)
+    with pytest.raises(ValueError, match="no curve rows for metric 'beta'.*\\('diag', 'K'\\)"):
+        metric_curves(store.trials("exp"), store.curves("exp"), "beta")
+
+
+def test_curves_command_prints_and_plots(tmp_path):
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    _store_with_k_trajectories(tmp_path / "results")
+    plot = tmp_path / "k.png"
+    res = CliRunner().invoke(app, ["curves", str(tmp_path / "results"), "--metric", "K", "--points", "3",
+                                   "--format", "md", "--plot", str(plot)])
+    assert res.exit_code == 0, res.output
+    assert "| adaptive_tbptt gru delta=0.9 | t | 0 |" in res.output and "| 50 | 20 | 12 | 12 |" in res.output
+    assert plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
+    bad = CliRunner().invoke(app, ["curves", str(tmp_path / "results"), "--metric", "nope"])
+    assert bad.exit_code == 2 and "no curve rows for metric 'nope'" in bad.output
