@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import importlib.util
 import math
 import os
 import threading
@@ -213,7 +214,9 @@ def measure(name: str, fn: Callable, x: torch.Tensor, params: list[torch.Tensor]
 
     T = x.shape[1]
     repeat = args.repeat if T <= 10_000 else 1
-    warmup = T <= 1000  # one-time costs are paid at the short lengths
+    # one-time costs are paid at the short lengths; on CUDA a new length can still cost a kernel
+    # (re)compile, so every row but the slow Python loop warms up there
+    warmup = T <= 1000 or (device.type == "cuda" and name != "seq-loop")
     row.fwd = best_time(forward, repeat, device, warmup)
     mem = PeakMemory(device)
     row.fwdbwd = best_time(forward_backward, repeat, device, warmup, memory=mem)
@@ -254,7 +257,15 @@ def length_table(args: argparse.Namespace, device: torch.device) -> None:
             if prev is not None and prev[1] * T / prev[0] > args.max_row_s:
                 rows.append(Row(name, note=f"skipped (estimated fwd+bwd > --max-row-s {args.max_row_s:g} s)"))
                 continue
-            row = measure(name, fn, x, params, args, device)
+            try:
+                row = measure(name, fn, x, params, args, device)
+            except RuntimeError as err:  # CUDA out of memory, or a kernel that refuses this length (cuDNN)
+                del params
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                rows.append(Row(name, note=f"failed: {str(err).splitlines()[0][:90]}"))
+                continue
             last[name] = (T, row.fwdbwd + row.fwd)
             rows.append(row)
         base = next((r for r in rows if r.name == "seq-loop"), None)
@@ -289,7 +300,12 @@ def scan_check(args: argparse.Namespace, device: torch.device) -> float:
     t_loop = best_time(fwd_bwd(linear_recurrence_loop), repeat, device)
     print(f"## scan check: B={B} T={T} D={D} diagonal, forward+backward, best of {repeat}")
     print(f"python loop (unbind+stack, autograd)  {1e3 * t_loop:9.1f} ms")
-    backends = ["auto"] + (["loop", "chunked"] if device.type == "cpu" else ["associative", "chunked"])
+    if device.type == "cpu":
+        backends = ["auto", "loop", "chunked"]
+    else:
+        backends = ["auto", "associative", "chunked"]
+        if importlib.util.find_spec("accelerated_scan") is not None:
+            backends.insert(1, "accelerated")
     ratios = {}
     for be in backends:
         t = best_time(fwd_bwd(lambda x, y, _be=be: linear_scan(x, y, backend=_be)), repeat, device)

@@ -21,7 +21,9 @@ Backends (``backend=``):
 ``"loop"``     plain sequential loop (also used for very short sequences).
 ``"associative"`` ``torch._higher_order_ops.associative_scan`` (``pointwise``
     mode on CUDA for the diagonal case, ``generic`` otherwise; runs eagerly on CPU).
-``"accelerated"`` the ``accelerated_scan.warp`` CUDA kernel (diagonal only), if installed.
+``"accelerated"`` the ``accelerated_scan.warp`` CUDA kernel, if installed (diagonal, float32 / float16 /
+    bfloat16; sequences longer than its 65536 steps run in segments with the state carried; ``auto``
+    skips it for other inputs without marking it failed).
 ``"auto"``     CUDA: accelerated -> associative -> chunked (first that works);
     elsewhere: chunked (loop for tiny T, and for dense states too large for
     chunk products to pay off).
@@ -169,26 +171,43 @@ def _associative_into(out: Tensor, a: Tensor, b: Tensor, h0: Optional[Tensor], r
     return out
 
 
+_ACCELERATED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_ACCELERATED_MAX_T = 65536  # the kernel's longest sequence; longer ones run in segments of this length
+
+
+def _accelerated_fits(b: Tensor, dense: bool) -> bool:
+    """Whether the accelerated-scan kernel can take this input (a mismatch is no kernel failure)."""
+    return not dense and b.device.type == "cuda" and b.dtype in _ACCELERATED_DTYPES
+
+
 def _accelerated_into(out: Tensor, a: Tensor, b: Tensor, h0: Optional[Tensor], reverse: bool,
                       dense: bool) -> Tensor:
-    if dense or b.device.type != "cuda" or b.is_complex():
-        raise RuntimeError("accelerated_scan needs a real diagonal recurrence on CUDA")
+    if not _accelerated_fits(b, dense):
+        raise RuntimeError("accelerated_scan needs a real diagonal float32/float16/bfloat16 recurrence on CUDA")
     from accelerated_scan.warp import scan_forward  # compiles a CUDA extension on first import
 
-    b = _fold_h0(a, b, h0, reverse, dense)
     if reverse:
         a, b = a.flip(1), b.flip(1)
     B, L = b.shape[:2]
-    # (B, T, ...) -> (B, channels, T); T padded to a power of two in [32, 65536] with gate 1, token 0
+    # (B, T, ...) -> (B, channels, T), the kernel's layout
     g = a.reshape(B, L, -1).transpose(1, 2)
     x = b.reshape(B, L, -1).transpose(1, 2)
-    Lp = max(32, 1 << (L - 1).bit_length())
-    if Lp > 65536:
-        raise RuntimeError("accelerated_scan supports T <= 65536")
-    if Lp != L:
-        g = torch.cat([g, g.new_ones(g.shape[0], g.shape[1], Lp - L)], 2)
-        x = torch.cat([x, x.new_zeros(x.shape[0], x.shape[1], Lp - L)], 2)
-    h = scan_forward(g.contiguous(), x.contiguous())[:, :, :L].transpose(1, 2).reshape(b.shape)
+    carry = None if h0 is None else h0.reshape(B, -1)
+    segments = []
+    for start in range(0, L, _ACCELERATED_MAX_T):
+        gs, xs = g[:, :, start:start + _ACCELERATED_MAX_T], x[:, :, start:start + _ACCELERATED_MAX_T]
+        n = gs.shape[2]
+        if carry is not None:  # fold the state entering the segment into its first input
+            xs = xs.clone()
+            xs[:, :, 0] = torch.addcmul(xs[:, :, 0], gs[:, :, 0], carry)
+        n_pad = max(32, 1 << (n - 1).bit_length())  # a power of two in [32, 65536]: gate 1, input 0
+        if n_pad != n:
+            gs = torch.cat([gs, gs.new_ones(B, gs.shape[1], n_pad - n)], 2)
+            xs = torch.cat([xs, xs.new_zeros(B, xs.shape[1], n_pad - n)], 2)
+        hs = scan_forward(gs.contiguous(), xs.contiguous())[:, :, :n]
+        carry = hs[:, :, -1]
+        segments.append(hs)
+    h = (segments[0] if len(segments) == 1 else torch.cat(segments, 2)).transpose(1, 2).reshape(b.shape)
     out.copy_(h.flip(1) if reverse else h)
     return out
 
@@ -210,7 +229,7 @@ def _run_into(out: Tensor, a: Tensor, b: Tensor, h0: Optional[Tensor], reverse: 
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     if b.device.type == "cuda":
         for name, fn in (("accelerated", _accelerated_into), ("associative", _associative_into)):
-            if name in _FAILED_BACKENDS or (name == "accelerated" and dense):
+            if name in _FAILED_BACKENDS or (name == "accelerated" and not _accelerated_fits(b, dense)):
                 continue
             try:
                 return fn(out, a, b, h0, reverse, dense)

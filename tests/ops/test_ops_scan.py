@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import random
+import sys
+import types
 
 import pytest
 import torch
@@ -225,6 +227,41 @@ def test_empty_sequence():
     assert h.shape == (2, 0, 3)
     h.sum().backward()
     assert a.grad.shape == a.shape
+
+
+@pytest.mark.parametrize("T", [1, 5, 63, 64, 65, 200])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("with_h0", [False, True], ids=["noh0", "h0"])
+def test_accelerated_wrapper_segments_pads_and_carries(T, reverse, with_h0, monkeypatch):
+    """The wrapper around the accelerated-scan kernel (layout, power-of-two padding, segments longer than
+    the kernel's limit, initial state, reverse) with the kernel itself replaced by the loop oracle.
+    The real kernel is checked on a GPU by tests/ops/test_ops_cuda.py."""
+    seen = []
+
+    def kernel(gates, tokens):  # (B, C, T), T a power of two within the kernel's limit
+        L = tokens.shape[2]
+        assert gates.is_contiguous() and tokens.is_contiguous() and L & (L - 1) == 0 and 32 <= L <= 64
+        seen.append(L)
+        return linear_recurrence_loop(gates.transpose(1, 2), tokens.transpose(1, 2)).transpose(1, 2)
+
+    warp = types.ModuleType("accelerated_scan.warp")
+    warp.scan_forward = kernel
+    monkeypatch.setitem(sys.modules, "accelerated_scan", types.ModuleType("accelerated_scan"))
+    monkeypatch.setitem(sys.modules, "accelerated_scan.warp", warp)
+    monkeypatch.setattr(scan_mod, "_accelerated_fits", lambda b, dense: not dense)
+    monkeypatch.setattr(scan_mod, "_ACCELERATED_MAX_T", 64)
+    g = torch.Generator().manual_seed(T)
+    a = torch.rand(2, T, 3, 2, generator=g, dtype=torch.float64) * 1.2 - 0.1
+    b = torch.randn(2, T, 3, 2, generator=g, dtype=torch.float64)
+    h0 = torch.randn(2, 3, 2, generator=g, dtype=torch.float64) if with_h0 else None
+    out = torch.empty_like(b)
+    scan_mod._accelerated_into(out, a, b, h0, reverse, False)
+    if reverse:
+        ref = linear_recurrence_loop(a.flip(1), b.flip(1), h0).flip(1)
+    else:
+        ref = linear_recurrence_loop(a, b, h0)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    assert len(seen) == -(-T // 64)
 
 
 def test_accelerated_backend_refuses_cpu():
