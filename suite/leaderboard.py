@@ -115,8 +115,9 @@ def display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         params = json.loads(r.method_params) if r.method_params else {}
         rows.append([
             r.task, str(r.rank), r.model, r.method, r.metric,
-            f"{_fmt(r.test_mean)} ± {_fmt(r.test_std, 2)}",
-            f"[{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}]",
+            # one seed has no spread: show the value alone instead of "± nan"
+            _fmt(r.test_mean) if math.isnan(r.test_std) else f"{_fmt(r.test_mean)} ± {_fmt(r.test_std, 2)}",
+            "—" if math.isnan(r.ci95_low) else f"[{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}]",
             f"{r.n_ok}/{r.n_seeds}", f"{r.wall_time_s:.1f}", f"{r.peak_rss_mib:.0f}",
             ", ".join(f"{k}={v}" for k, v in params.items()),
         ])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from suite.leaderboard import leaderboard
+from suite.leaderboard import leaderboard, to_markdown
 from suite.results import ResultsStore, curve_rows, trial_row
 
 
@@ -80,6 +80,19 @@ def test_split_by_keeps_parameter_values_apart(tmp_path):
     assert set(board["method"]) == {"tbptt[burn_in=0]", "tbptt[burn_in=5]"}
     assert board.set_index("method").loc["tbptt[burn_in=5]", "test_mean"] == pytest.approx(1.5)
     assert len(leaderboard(store.trials("exp"))) == 1
+
+
+def test_single_seed_rows_show_no_spread(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write_trial(trial_row(spec("bptt", "x", 0), final(1.0, 1.25)), [])
+    for seed in range(2):
+        store.write_trial(trial_row(spec("tbptt", "a", seed, window=10), final(2.0, 2.0 + seed)), [])
+    md = to_markdown(leaderboard(store.trials("exp")))
+    assert "nan" not in md
+    bptt_line = next(line for line in md.splitlines() if "| bptt |" in line)
+    assert "| 1.25 | — |" in bptt_line
+    tbptt_line = next(line for line in md.splitlines() if "| tbptt |" in line)
+    assert "2.5 ± 0.71" in tbptt_line
 
 
 def _store_with_k_trajectories(tmp_path):
