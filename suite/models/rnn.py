@@ -36,6 +36,8 @@ class _FusedRNNModel(RecurrentModel):
     Params = RNNParams
     capabilities = frozenset({STEP, FUSED_SEQUENCE})
     cells_per_layer: ClassVar[int] = 1  # LSTM carries (h, c)
+    # longest sequence handed to the fused module in one call (cuDNN refused T = 1e5 on an H200, took 1e4)
+    fused_max_len: ClassVar[int] = 16384
 
     def _make_rnn(self, input_size: int, p: RNNParams) -> nn.Module:
         raise NotImplementedError
@@ -78,8 +80,16 @@ class _FusedRNNModel(RecurrentModel):
         if h0 is None:
             h0 = self.initial_state(u.shape[0], u.device, u.dtype)
         state = self._unflatten(h0)
-        out, last = self.rnn(u, tuple(state) if len(state) > 1 else state[0])
-        last_parts = list(last) if isinstance(last, tuple) else [last]
+        hx = tuple(state) if len(state) > 1 else state[0]
+        if u.shape[1] <= self.fused_max_len:
+            out, hx = self.rnn(u, hx)
+        else:  # cuDNN refuses very long sequences (seen at T = 1e5): run in pieces, state carried
+            pieces = []
+            for piece in u.split(self.fused_max_len, dim=1):
+                o, hx = self.rnn(piece, hx)
+                pieces.append(o)
+            out = torch.cat(pieces, 1)
+        last_parts = list(hx) if isinstance(hx, tuple) else [hx]
         return self.head(out), self._flatten(last_parts)
 
 

@@ -142,3 +142,26 @@ def test_closed_form_jacobian_diagonal_equals_autograd(name, layers):
     assert d.shape == (10, model.state_size)
     assert torch.allclose(d, J_ref.diagonal(dim1=-2, dim2=-1), atol=1e-12, rtol=0)
     assert (J_ref - torch.diag_embed(J_ref.diagonal(dim1=-2, dim2=-1))).abs().max() > 1e-3  # J is not diagonal
+
+
+@pytest.mark.parametrize("name", ["elman", "gru", "lstm"])
+def test_fused_forward_in_pieces_equals_one_call(name, monkeypatch):
+    """Sequences longer than ``fused_max_len`` (cuDNN refuses very long ones) run in pieces with the state
+    carried: outputs, last state and gradients equal one fused call."""
+    torch.manual_seed(3)
+    model = make_model(name, 3, 2, hidden_size=5, num_layers=2).double()
+    x = torch.randn(2, 50, 3, dtype=torch.float64)
+    h0 = torch.randn(2, model.state_size, dtype=torch.float64)
+
+    def run():
+        y, last = model(x, h0)
+        grads = torch.autograd.grad((y ** 2).sum() + last.sum(), list(model.parameters()))
+        return y, last, grads
+
+    y1, last1, g1 = run()
+    monkeypatch.setattr(type(model), "fused_max_len", 16)  # 16 + 16 + 16 + 2
+    y2, last2, g2 = run()
+    torch.testing.assert_close(y2, y1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(last2, last1, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g2, g1):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
