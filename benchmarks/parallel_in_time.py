@@ -260,7 +260,6 @@ def length_table(args: argparse.Namespace, device: torch.device) -> None:
             try:
                 row = measure(name, fn, x, params, args, device)
             except RuntimeError as err:  # CUDA out of memory, or a kernel that refuses this length (cuDNN)
-                del params
                 gc.collect()
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

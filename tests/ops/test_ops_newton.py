@@ -226,6 +226,24 @@ def test_implicit_gradient_equals_bptt(cell, jacobian):
         torch.testing.assert_close(g_, e_, rtol=1e-8, atol=1e-8)
 
 
+def test_chunked_cpu_jacobians_give_the_same_solution_and_gradient(monkeypatch):
+    """Many rows on a CPU get their Jacobians in chunks (vmap chunk_size); lowered to 16 here, so that
+    B*T = 120 rows > 4 * 16 take that path: states equal the rollout, gradients equal BPTT."""
+    from suite.ops import newton
+
+    monkeypatch.setattr(newton, "_CPU_JACOBIAN_CHUNK", 16)
+    f, mk = CELLS["gru"]
+    p, h0, u = _leaves(mk(4, 3), *data(2, 60, 4, 3))
+    assert h0.shape[0] * u.shape[1] > 4 * newton._CPU_JACOBIAN_CHUNK
+    w = torch.randn(2, 60, 4, dtype=F64)
+    leaves = [h0, u, *p.values()]
+    H, info = deer_solve(f, p, h0, u, atol=1e-13, rtol=0.0, max_iter=300)
+    R = rollout(f, p, h0, u)
+    assert info.converged and (H - R).abs().max() <= 1e-10
+    for g_, e_ in zip(_grads(H, w, leaves), _grads(R, w, leaves)):
+        torch.testing.assert_close(g_, e_, rtol=1e-8, atol=1e-8)
+
+
 def test_quasi_backward_is_exact_for_diagonal_cells_only():
     D, I, T = 4, 3, 40
     w = torch.randn(2, T, D, dtype=F64)
