@@ -6,4 +6,4 @@ tasks are plugins in the top-level ``methods/`` and ``datasets/`` folders.
 """
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

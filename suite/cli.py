@@ -1,7 +1,9 @@
-"""The ``rnnbench`` command line: list, validate, run, leaderboard, curves.
+"""The ``rnnbench`` command line: list, validate, run, leaderboard, curves, compact.
 
 Bad input (a wrong manifest, an unknown plugin, a missing data file) exits with status 2 and a
-message naming the problem and the fix, never a traceback.
+message naming the problem and the fix, never a traceback. The module imports only what every command
+needs; torch, Ray and the plugins are imported by the commands that use them, so ``--help``,
+``leaderboard``, ``curves`` and ``compact`` start fast.
 """
 
 from __future__ import annotations
@@ -11,20 +13,36 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from suite.contracts import DataFileError
-from suite.datafiles import DATA_ENV, default_data_dir, resolve
-from suite.manifest import Manifest, ManifestError, load_manifest
-from suite.registry import Registry, load_registry
-from suite.sweep import TrialMatrix, expand
+import suite
+
+if TYPE_CHECKING:
+    from suite.manifest import Manifest
+    from suite.registry import Registry
+    from suite.sweep import TrialMatrix
+
+DATA_ENV = "RNNBENCH_DATA"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rnnbench {suite.__version__} (results schema {suite.SCHEMA_VERSION})")
+        raise typer.Exit()
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="rnnbench: benchmark the ways recurrent networks are trained (Ray Tune sweeps -> Parquet leaderboards).")
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """rnnbench: benchmark the ways recurrent networks are trained (Ray Tune sweeps -> Parquet leaderboards)."""
 out = Console()
 err = Console(stderr=True)
 
@@ -57,6 +75,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _load(file: Path, plugins: list[str], overrides: list[str]) -> tuple[Manifest, Registry]:
+    from suite.manifest import ManifestError, load_manifest
+    from suite.registry import load_registry
+
     holder: dict[str, Registry] = {}
 
     def registry_for(manifest_plugins: list[str]) -> Registry:
@@ -71,6 +92,8 @@ def _load(file: Path, plugins: list[str], overrides: list[str]) -> tuple[Manifes
 
 
 def _data_dir(manifest: Manifest, file: Path, cli_value: Optional[Path]) -> Path:
+    from suite.datafiles import default_data_dir
+
     if cli_value is not None:
         return cli_value.resolve()
     if manifest.data_dir:
@@ -81,6 +104,8 @@ def _data_dir(manifest: Manifest, file: Path, cli_value: Optional[Path]) -> Path
 
 def _check_data(matrix: TrialMatrix, registry: Registry, data_dir: Path) -> None:
     """Fail before any trial starts if a task's data file is missing or corrupt."""
+    from suite.datafiles import DataFileError, resolve
+
     seen: set[str] = set()
     for spec in matrix.trials:
         cls = registry.get("tasks", spec.task)
@@ -99,6 +124,8 @@ def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models
                  as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
                  plugins: list[str] = PluginsOpt) -> None:
     """Show plugins: name, summary, parameters with defaults, capabilities; broken ones with their error."""
+    from suite.registry import load_registry
+
     registry = load_registry(plugins)
     infos = [i.describe() for i in registry.listing(kind.value)]
     if as_json:
@@ -124,6 +151,8 @@ def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models
 def validate(file: Path = typer.Argument(..., help="manifest YAML"), plugins: list[str] = PluginsOpt,
              overrides: list[str] = SetOpt) -> None:
     """Validate a manifest; print every problem with its field path and line (exit 2 on errors)."""
+    from suite.sweep import expand
+
     manifest, registry = _load(file, plugins, overrides)
     matrix = expand(manifest, registry)
     out.print(f"[green]ok[/]: {file} is valid: {len(matrix.trials)} trials")
@@ -131,7 +160,7 @@ def validate(file: Path = typer.Argument(..., help="manifest YAML"), plugins: li
 
 @app.command()
 def run(file: Path = typer.Argument(..., help="manifest YAML"),
-        results: Path = typer.Option(Path("results"), "--results", help="results directory (Parquet tables)"),
+        results: str = typer.Option("results", "--results", help="results directory or URI (file://, s3://, ...)"),
         storage: Optional[str] = typer.Option(None, "--storage", help="Ray Tune storage path or URI (shared on clusters)"),
         address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster (auto, ray://..., host:port)"),
         resume: bool = typer.Option(False, "--resume", help="run only the trials that have no row yet"),
@@ -142,6 +171,8 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
         num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray instance"),
         plugins: list[str] = PluginsOpt, overrides: list[str] = SetOpt) -> None:
     """Run a sweep on Ray Tune; every trial lands as a row in RESULTS/trials."""
+    from suite.sweep import expand
+
     manifest, registry = _load(file, plugins, overrides)
     matrix = expand(manifest, registry)
     if not matrix.trials:
@@ -222,20 +253,31 @@ def _print_matrix(manifest: Manifest, matrix: TrialMatrix) -> None:
 
 
 @app.command("leaderboard")
-def show_leaderboard(results: Path = typer.Argument(Path("results"), help="results directory"),
+def show_leaderboard(results: str = typer.Argument("results", help="results directory or URI"),
                      task: Optional[str] = typer.Option(None, "--task", help="only this task"),
                      experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment"),
+                     metric: Optional[str] = typer.Option(None, "--metric", help="report this test metric (default: the selection metric)"),
+                     pool: bool = typer.Option(False, "--pool", help="pool experiments: one entry per (task, model, method, budget)"),
                      fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
-                     split_by: list[str] = typer.Option([], "--split-by", help="method parameter that makes separate entries (repeatable)")) -> None:
+                     split_by: list[str] = typer.Option([], "--split-by", help="parameter that makes separate entries (repeatable), e.g. burn_in or model.hidden_size")) -> None:
     """Rank methods per task: configuration selected on validation, test metric over seeds."""
-    from suite.leaderboard import display_rows, leaderboard, status_counts, to_markdown
+    from suite.leaderboard import LeaderboardError, display_rows, leaderboard, to_markdown
     from suite.results import ResultsStore
 
     store = ResultsStore(results)
-    trials = store.trials(experiment)
-    if trials.empty:
+    experiments = store.experiments()
+    if not experiments:
         raise _fail(f"no trial rows under {results}/trials (run a sweep first: rnnbench run manifests/quickstart.yaml)")
-    board = leaderboard(trials, task, split_by)
+    if experiment is not None and experiment not in experiments:
+        raise _fail(f"no experiment {experiment!r} under {results}; it has: {', '.join(experiments)}")
+    try:
+        board = leaderboard(store, task, split_by, experiment=experiment, metric=metric, pool=pool)
+    except LeaderboardError as exc:
+        raise _fail(str(exc)) from None
+    if board.empty:
+        tasks = sorted(t for (t,) in store.connect(experiment).sql("SELECT DISTINCT task FROM trials").fetchall())
+        raise _fail(f"no trials of task {task!r}" + (f" in experiment {experiment!r}" if experiment else "")
+                    + f"; tasks: {', '.join(tasks)}")
     if fmt == Format.csv:
         sys.stdout.write(board.to_csv(index=False))
     elif fmt == Format.json:
@@ -251,9 +293,26 @@ def show_leaderboard(results: Path = typer.Argument(Path("results"), help="resul
             table.add_row(*r[:-1])
         out.print(table)
         for r in rows:
-            out.print(f"  {r[3]} ({r[0]}, {r[2]}): {r[-1] or 'defaults'}", highlight=False)
-        counts = status_counts(trials)
-        out.print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            out.print(f"  {r[4]} ({r[1]}, {r[3]}): {r[-1] or 'defaults'}", highlight=False, soft_wrap=True)
+        counts = store.connect(experiment).sql("SELECT status, count(*) FROM trials GROUP BY 1 ORDER BY 1").fetchall()
+        out.print("trials: " + ", ".join(f"{k} {v}" for k, v in counts), soft_wrap=True)
+
+
+@app.command("compact")
+def compact(results: str = typer.Argument("results", help="results directory or URI"),
+            experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment")) -> None:
+    """Rewrite each experiment into a few large Parquet files (superseded rows dropped, old stores migrated)."""
+    from suite.results import ResultsStore
+
+    store = ResultsStore(results)
+    if not store.exists():
+        raise _fail(f"no results store at {results}")
+    reports = store.compact(experiment)
+    for r in reports:
+        out.print(f"{r.table}/{r.experiment}: {r.files_before} files, {r.rows_before} rows -> "
+                  f"{r.files_after} files, {r.rows_after} rows", highlight=False)
+    if not reports:
+        out.print("nothing to compact: every experiment is one file")
 
 
 def _fmt(v: object) -> str:
@@ -268,7 +327,7 @@ class Axis(str, Enum):
 
 
 @app.command("curves")
-def show_curves(results: Path = typer.Argument(Path("results"), help="results directory"),
+def show_curves(results: str = typer.Argument("results", help="results directory or URI"),
                 metric: str = typer.Option(..., "--metric", help="curve metric, e.g. K, newton_iters, ppl, loss"),
                 split: Optional[str] = typer.Option(None, "--split", help="diag, val, train (default: any)"),
                 task: Optional[str] = typer.Option(None, "--task", help="only this task"),

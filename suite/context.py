@@ -86,6 +86,7 @@ class TrainContext:
     best: dict[str, Any] = field(default_factory=dict)
     last_val: dict[str, float] = field(default_factory=dict)
     _start: float = field(default_factory=time.perf_counter)
+    _stopped: float | None = None
     _eval_time: float = 0.0
     _loss_sum: float = 0.0
     _loss_n: int = 0
@@ -163,7 +164,17 @@ class TrainContext:
     @property
     def train_time_s(self) -> float:
         """Training time so far, evaluation excluded (what a ``time_s`` budget counts)."""
-        return time.perf_counter() - self._start - self._eval_time
+        end = self._stopped if self._stopped is not None else time.perf_counter()
+        return end - self._start - self._eval_time
+
+    def start_clock(self) -> None:
+        """Start the budget clock (the trial calls this after building and warming up)."""
+        self._start, self._stopped, self._eval_time = time.perf_counter(), None, 0.0
+
+    def stop_clock(self) -> None:
+        """Freeze the training time (the trial's final evaluation is not training)."""
+        if self._stopped is None:
+            self._stopped = time.perf_counter()
 
     @property
     def done(self) -> bool:

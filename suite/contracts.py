@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from suite.datafiles import DataFileError  # noqa: F401  (part of the plugin contract: tasks raise it)
+
 if TYPE_CHECKING:
     from suite.context import TrainContext
 
@@ -262,10 +264,6 @@ class Method(ABC):
     @abstractmethod
     def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
         """Train ``model`` in place on ``data.train`` until ``ctx.step(...)`` returns True."""
-
-
-class DataFileError(FileNotFoundError):
-    """A data file is missing or corrupt; the message names the file, checksum and source."""
 
 
 PluginKind = Literal["methods", "tasks", "models"]

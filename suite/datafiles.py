@@ -3,7 +3,7 @@
 Every file a task reads is declared as a :class:`DataFile` (path relative to the data directory,
 SHA-256, official source). :func:`resolve` returns the verified local path; a missing file is
 fetched from its source unless ``RNNBENCH_OFFLINE=1`` (or no source is known), and any failure
-raises :class:`~suite.contracts.DataFileError` naming the file, its checksum and where to get it.
+raises :class:`DataFileError` naming the file, its checksum and where to get it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from suite.contracts import DataFileError
+
+class DataFileError(FileNotFoundError):
+    """A data file is missing or corrupt; the message names the file, checksum and source."""
 
 DATA_ENV = "RNNBENCH_DATA"
 OFFLINE_ENV = "RNNBENCH_OFFLINE"

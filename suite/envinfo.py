@@ -59,7 +59,8 @@ def environment() -> dict[str, Any]:
 
 
 class PeakMemory:
-    """Samples this process's resident memory in a background thread; also CUDA max allocated."""
+    """Samples this process's resident memory in a background thread; also CUDA max allocated (its peak is
+    reset when the sampler is created, so it covers one trial)."""
 
     def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
@@ -83,6 +84,12 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak_rss = max(self.peak_rss, self._proc.memory_info().rss)
+
+    @property
+    def peak_increase(self) -> int:
+        """Peak resident memory above the level at the start: what this trial itself added (a reused
+        worker's cached tasks and earlier trials are not counted)."""
+        return max(0, self.peak_rss - self.start_rss)
 
     def cuda_peak(self) -> int | None:
         return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None

@@ -1,201 +1,380 @@
-"""The Parquet results store: ``trials`` and ``curves`` tables, one part file per trial.
+"""The Parquet results store: the ``trials`` and ``curves`` tables, in batched parts and compacted files.
 
-Layout::
+Layout (``RESULTS`` is a local path or a filesystem URI: ``file://``, ``s3://``, ``gs://``, or any fsspec
+protocol)::
 
-    RESULTS/trials/experiment=NAME/TRIAL_KEY.parquet   one row per trial, whatever its outcome
-    RESULTS/curves/experiment=NAME/TRIAL_KEY.parquet   one row per (report, metric)
+    RESULTS/trials/EXPERIMENT/part-<ms>-<id>.parquet      rows of trials finished together (one flush)
+    RESULTS/trials/EXPERIMENT/compact-<ms>-<id>.parquet   the experiment's rows after compaction
+    RESULTS/curves/EXPERIMENT/...                         the same for the curves (one row per report and metric)
 
-Only the driver writes (through :class:`ResultsWriter`, a Tune callback). Each part file is written
-to a temporary name and renamed, so a crash never leaves half a file; the file name is the trial's
-content key, so a re-run or resume replaces a row instead of duplicating it. The curves part is
-written before the trials part: a trial row means the trial is complete.
+Guarantees:
+
+* **One writer.** Only the sweep's driver writes (through :class:`~suite.tune_callbacks.ResultsWriter`), in
+  batches: a part every N finished trials or S seconds, and at the end of the sweep.
+* **Atomic.** A part is written to a hidden temporary name and renamed (object stores write objects
+  whole), so a reader never sees half a file. The curves part is written before the trials part: a trial
+  row means its curves are stored.
+* **Idempotent per trial key.** A rerun of a trial writes a new row with the same ``trial_key`` and a new
+  ``run_id``; readers keep the newest row of each key (``written_at``) and only the curves of its run.
+* **Compaction** (:meth:`ResultsStore.compact`, ``rnnbench compact``, and automatically at the end of a
+  sweep) rewrites an experiment into a few large files without superseded rows. A compacted file names the
+  parts it replaces in its Parquet metadata, so a crash between writing it and deleting them loses nothing
+  and duplicates nothing: readers skip replaced parts.
+
+Readers go through ``pyarrow.dataset`` and duckdb, never a per-file loop. Plain ``pandas.read_parquet``,
+``pyarrow.parquet.read_table``, duckdb and polars read ``RESULTS/trials`` and ``RESULTS/curves`` directly
+(rows of reruns appear until the next compaction; :meth:`ResultsStore.trials` never shows them).
+Stores written by rnnbench 0.1 (schema version 1, ``experiment=NAME/KEY.parquet``) are read as well and
+migrated by ``rnnbench compact``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import time
+import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Iterable
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from suite import SCHEMA_VERSION
+from suite.record import (
+    CURVES_SCHEMA,
+    STATUSES,
+    TRIALS_SCHEMA,
+    CurvePoint,
+    TrialRecord,
+    curves_to_table,
+    records_to_table,
+)
+from suite.results_v1 import LEGACY_FOLDER_PREFIX, V1_CURVES_SCHEMA, V1_TRIALS_SCHEMA, upgrade_curves, upgrade_trials
 
-STATUSES = ("ok", "diverged", "error", "timeout", "pruned")  # every status is a finished row
+__all__ = ["ResultsStore", "STATUSES", "TABLES", "open_filesystem"]
 
-TRIALS_SCHEMA = pa.schema([
-    ("schema_version", pa.int16()),
-    ("experiment", pa.string()), ("trial_key", pa.string()), ("config_id", pa.string()), ("trial_id", pa.string()),
-    ("task", pa.string()), ("model", pa.string()), ("method", pa.string()), ("seed", pa.int64()),
-    ("task_params_json", pa.string()), ("model_params_json", pa.string()), ("method_params_json", pa.string()),
-    ("optimizer_json", pa.string()), ("budget_json", pa.string()),
-    ("status", pa.string()), ("error", pa.string()),
-    ("primary_metric", pa.string()), ("direction", pa.string()),
-    ("selection_score", pa.float64()),
-    ("val_primary", pa.float64()), ("test_primary", pa.float64()), ("train_primary", pa.float64()),
-    ("best_val_primary", pa.float64()), ("best_step", pa.int64()),
-    ("metrics_json", pa.string()), ("best_val_json", pa.string()),
-    ("steps", pa.int64()), ("samples", pa.int64()), ("epochs", pa.int64()), ("evaluations", pa.int64()),
-    ("wall_time_s", pa.float64()), ("train_time_s", pa.float64()),
-    ("peak_rss_bytes", pa.int64()), ("peak_cuda_bytes", pa.int64()),
-    ("cpu", pa.float64()), ("gpu_fraction", pa.float64()), ("gpu_model", pa.string()),
-    ("node_id", pa.string()), ("hostname", pa.string()),
-    ("suite_version", pa.string()), ("python", pa.string()), ("torch_version", pa.string()),
-    ("ray_version", pa.string()), ("numpy_version", pa.string()),
-    ("git_commit", pa.string()), ("git_dirty", pa.bool_()),
-    ("started_at", pa.timestamp("ms", tz="UTC")), ("finished_at", pa.timestamp("ms", tz="UTC")),
-])
-
-CURVES_SCHEMA = pa.schema([
-    ("schema_version", pa.int16()),
-    ("experiment", pa.string()), ("trial_key", pa.string()),
-    ("step", pa.int64()), ("samples", pa.int64()), ("epoch", pa.int64()),
-    ("train_time_s", pa.float64()), ("wall_time_s", pa.float64()),
-    ("split", pa.string()), ("metric", pa.string()), ("value", pa.float64()),
-])
-
-_PROGRESS_KEYS = {"step", "samples", "epoch", "train_time_s", "wall_time_s"}
+TABLES = ("trials", "curves")
+_REPLACES_KEY = b"rnnbench.replaces"  # Parquet key-value metadata of a compacted file: the parts it replaces
+_ROW_GROUP = 131_072
+_SCHEMAS = {"trials": TRIALS_SCHEMA, "curves": CURVES_SCHEMA}
 
 
-def _num(v: Any) -> float | None:
+def open_filesystem(root: str | Path) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the base path inside it for a local path or URI."""
+    text = str(root)
+    if "://" not in text:
+        return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        import fsspec  # any other protocol fsspec knows (memory://, gcs via gcsfs, ...)
+
+        fsspec_fs, path = fsspec.core.url_to_fs(text)
+        fs = pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_fs))
+    return fs, path.rstrip("/")
 
 
-def curve_rows(spec: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Long-format rows of one progress report: ``split/metric`` keys and diagnostics events."""
-    base = {"schema_version": SCHEMA_VERSION, "experiment": spec["experiment"], "trial_key": spec["key"],
-            **{k: result.get(k) for k in _PROGRESS_KEYS}}
-    rows = []
-    for key, value in result.items():
-        if "/" not in key or key.startswith(("diag/", "config/")):
-            continue
-        split, metric = key.split("/", 1)
-        v = _num(value)
-        if v is not None:
-            rows.append({**base, "split": split, "metric": metric, "value": v})
-    for step, name, value in json.loads(result.get("diag_events") or "[]"):
-        rows.append({**base, "step": step, "split": "diag", "metric": name, "value": float(value)})
-    return rows
+def _stamp() -> str:
+    return f"{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
 
 
-def trial_row(spec: dict[str, Any], final: dict[str, Any] | None, *, status: str | None = None,
-              error: str | None = None, trial_id: str | None = None) -> dict[str, Any]:
-    """The ``trials`` row of a trial from its spec and final report (``final`` may be missing)."""
-    final = final or {}
-    env = json.loads(final.get("env_json") or "{}")
-    metrics = json.loads(final.get("metrics_json") or "{}")
-    best_val = json.loads(final.get("best_val_json") or "{}")
-    primary = final.get("primary_metric")
-
-    def pick(split: str) -> float | None:
-        return _num(metrics.get(split, {}).get(primary)) if primary else None
-
-    def ts(v: Any) -> pd.Timestamp | None:
-        return pd.Timestamp(v, unit="s", tz="UTC") if v is not None else None
-
-    resources = spec.get("resources", {})
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "experiment": spec["experiment"], "trial_key": spec["key"], "config_id": spec["config_id"],
-        "trial_id": trial_id,
-        "task": spec["task"], "model": spec["model"], "method": spec["method"], "seed": spec["seed"],
-        "task_params_json": json.dumps(spec["task_params"], sort_keys=True),
-        "model_params_json": json.dumps(spec["model_params"], sort_keys=True),
-        "method_params_json": json.dumps(spec["method_params"], sort_keys=True),
-        "optimizer_json": json.dumps(spec["optimizer"], sort_keys=True),
-        "budget_json": json.dumps(spec["budget"], sort_keys=True),
-        "status": status or final.get("status", "error"),
-        "error": error if error is not None else final.get("error"),
-        "primary_metric": primary, "direction": final.get("direction"),
-        "selection_score": _num(final.get("selection_score")),
-        "val_primary": pick("val"), "test_primary": pick("test"), "train_primary": pick("train"),
-        "best_val_primary": _num(best_val.get(primary)) if primary else None,
-        "best_step": final.get("best_step"),
-        "metrics_json": json.dumps(metrics), "best_val_json": json.dumps(best_val),
-        "steps": final.get("step"), "samples": final.get("samples"), "epochs": final.get("epoch"),
-        "evaluations": final.get("evaluations"),
-        "wall_time_s": _num(final.get("wall_time_s")), "train_time_s": _num(final.get("train_time_s")),
-        "peak_rss_bytes": final.get("peak_rss_bytes"), "peak_cuda_bytes": final.get("peak_cuda_bytes"),
-        "cpu": _num(resources.get("cpu")), "gpu_fraction": _num(resources.get("gpu")),
-        "gpu_model": env.get("gpu_model"), "node_id": final.get("node_id"), "hostname": env.get("hostname"),
-        "suite_version": env.get("suite_version"), "python": env.get("python"),
-        "torch_version": env.get("torch_version"), "ray_version": env.get("ray_version"),
-        "numpy_version": env.get("numpy_version"), "git_commit": env.get("git_commit"),
-        "git_dirty": env.get("git_dirty"),
-        "started_at": ts(final.get("started_at")), "finished_at": ts(final.get("finished_at")),
-    }
+@dataclass
+class _Part:
+    path: str
+    experiment: str
+    legacy: bool = False
 
 
-def _atomic_write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+@dataclass
+class CompactionReport:
+    table: str
+    experiment: str
+    files_before: int
+    files_after: int
+    rows_before: int
+    rows_after: int
 
 
 class ResultsStore:
-    """Reads and writes the ``trials`` and ``curves`` Parquet tables under ``root``."""
+    """Reads and writes the ``trials`` and ``curves`` tables under ``root`` (a path or a URI)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = str(root)
+        self.fs, self.base = open_filesystem(root)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
-    def _part(self, table: str, experiment: str, key: str) -> Path:
-        return self.root / table / f"experiment={experiment}" / f"{key}.parquet"
+    def __repr__(self) -> str:
+        return f"ResultsStore({self.root!r})"
 
-    def write_trial(self, row: dict[str, Any], curves: list[dict[str, Any]]) -> Path:
-        """Write one trial's curves then its row, each atomically; replaces an earlier version."""
-        exp, key = row["experiment"], row["trial_key"]
-        _atomic_write(pa.Table.from_pylist(curves, schema=CURVES_SCHEMA), self._part("curves", exp, key))
-        path = self._part("trials", exp, key)
-        _atomic_write(pa.Table.from_pylist([row], schema=TRIALS_SCHEMA), path)
-        return path
+    # --- layout ------------------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
 
-    def finished_keys(self, experiment: str) -> set[str]:
-        folder = self.root / "trials" / f"experiment={experiment}"
-        return {p.stem for p in folder.glob("*.parquet")} if folder.is_dir() else set()
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.base).type != pafs.FileType.NotFound
 
-    def _read(self, table: str, schema: pa.Schema, experiment: str | None) -> pd.DataFrame:
-        base = self.root / table
-        pattern = f"experiment={experiment}/*.parquet" if experiment else "*/*.parquet"
-        files = sorted(base.glob(pattern)) if base.is_dir() else []
-        if not files:
-            return schema.empty_table().to_pandas()
-        tables = [pq.read_table(f, schema=schema) for f in files]
-        return pa.concat_tables(tables).to_pandas()
-
-    def trials(self, experiment: str | None = None) -> pd.DataFrame:
-        return self._read("trials", TRIALS_SCHEMA, experiment)
-
-    def curves(self, experiment: str | None = None) -> pd.DataFrame:
-        return self._read("curves", CURVES_SCHEMA, experiment)
+    def _listing(self, table: str, experiment: str | None = None) -> list[_Part]:
+        """Every readable part of ``table`` (hidden and temporary files skipped)."""
+        top = self.path(table)
+        if self.fs.get_file_info(top).type != pafs.FileType.Directory:
+            return []
+        out = []
+        for info in self.fs.get_file_info(pafs.FileSelector(top, recursive=True)):
+            if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet") or info.base_name[0] in "._":
+                continue
+            folder = info.path[len(top) + 1:].split("/")[0]
+            legacy = folder.startswith(LEGACY_FOLDER_PREFIX)
+            name = folder[len(LEGACY_FOLDER_PREFIX):] if legacy else folder
+            if experiment is None or name == experiment:
+                out.append(_Part(info.path, name, legacy))
+        return sorted(out, key=lambda p: p.path)
 
     def experiments(self) -> list[str]:
-        base = self.root / "trials"
-        return sorted(p.name.split("=", 1)[1] for p in base.glob("experiment=*")) if base.is_dir() else []
+        return sorted({p.experiment for p in self._listing("trials")})
+
+    def has_legacy(self) -> bool:
+        return any(p.legacy for t in TABLES for p in self._listing(t))
+
+    # --- writing (the driver only) -------------------------------------------------------------------------
+    def _write_table(self, table: pa.Table, folder: str, prefix: str, metadata: dict[bytes, bytes] | None = None) -> str:
+        name = f"{prefix}-{_stamp()}.parquet"
+        final = f"{folder}/{name}"
+        self.fs.create_dir(folder, recursive=True)
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        target = f"{folder}/.{name}.tmp" if self.local else final
+        try:
+            pq.write_table(table, target, filesystem=self.fs, compression="zstd", row_group_size=_ROW_GROUP)
+            if target != final:
+                self.fs.move(target, final)
+        except BaseException:
+            if target != final:
+                try:
+                    self.fs.delete_file(target)
+                except OSError:
+                    pass
+            raise
+        return final
+
+    def write(self, records: list[TrialRecord], curves: Iterable[CurvePoint] = (),
+              flat_types: dict[str, pa.DataType] | None = None) -> list[str]:
+        """Write finished trials and their curves as one part per experiment and table (curves first).
+
+        Sets ``written_at`` on the records. ``flat_types`` fixes the flattened parameter columns (see
+        :func:`suite.record.records_to_table`). Returns the paths written."""
+        now = time.time()
+        by_exp: dict[str, list[TrialRecord]] = defaultdict(list)
+        for r in records:
+            r.written_at = now
+            by_exp[r.experiment].append(r)
+        curves_by_exp: dict[str, list[CurvePoint]] = defaultdict(list)
+        for c in curves:
+            curves_by_exp[c.experiment].append(c)
+        paths = []
+        for exp in sorted(set(by_exp) | set(curves_by_exp)):
+            if curves_by_exp.get(exp):
+                paths.append(self._write_table(curves_to_table(curves_by_exp[exp]), self.path("curves", exp), "part"))
+            if by_exp.get(exp):
+                paths.append(self._write_table(records_to_table(by_exp[exp], flat_types), self.path("trials", exp), "part"))
+        return paths
+
+    # --- reading -------------------------------------------------------------------------------------------
+    def _live_parts(self, table: str, experiment: str | None) -> tuple[list[_Part], list[_Part], list[pa.Schema]]:
+        """(current parts, legacy parts, their schemas); parts replaced by a compacted file are dropped."""
+        parts = self._listing(table, experiment)
+        legacy = [p for p in parts if p.legacy]
+        current, schemas, replaced = [], [], set()
+        for p in parts:
+            if p.legacy:
+                continue
+            schema = _read_schema(self.fs, p.path)
+            if schema is None:
+                continue  # deleted meanwhile (compaction), or not a Parquet file
+            replaced |= set(json.loads((schema.metadata or {}).get(_REPLACES_KEY, b"[]")))
+            current.append(p)
+            schemas.append(schema.remove_metadata())
+        keep = [i for i, p in enumerate(current) if p.path.rsplit("/", 1)[-1] not in replaced]
+        return [current[i] for i in keep], legacy, [schemas[i] for i in keep]
+
+    def _needs_dedupe(self, parts: list[_Part], legacy: list[_Part]) -> bool:
+        """Rows of a key can repeat only when an experiment has more than one file."""
+        per_exp: dict[str, int] = defaultdict(int)
+        for p in parts + legacy:
+            per_exp[p.experiment] += 1
+        return any(n > 1 for n in per_exp.values())
+
+    def _relation(self, con: duckdb.DuckDBPyConnection, table: str, experiment: str | None) -> tuple[str, pa.Schema, bool]:
+        """Register the raw rows of ``table`` in ``con`` as ``raw_<table>``; (name, schema, needs dedupe)."""
+        parts, legacy, schemas = self._live_parts(table, experiment)
+        schema = _unify([_SCHEMAS[table], *schemas])
+        sources = []
+        if parts:
+            sources.append(ds.dataset([p.path for p in parts], schema=schema, filesystem=self.fs, format="parquet"))
+        if legacy:
+            v1 = V1_TRIALS_SCHEMA if table == "trials" else V1_CURVES_SCHEMA
+            old = ds.dataset([p.path for p in legacy], schema=v1, filesystem=self.fs, format="parquet").to_table()
+            upgraded = upgrade_trials(old) if table == "trials" else upgrade_curves(old)
+            schema = _unify([schema, upgraded.schema])
+            sources.append(upgraded)
+        name = f"raw_{table}"
+        if not sources:
+            con.register(name, schema.empty_table())
+        elif len(sources) == 1:
+            con.register(name, sources[0])
+        else:
+            for i, src in enumerate(sources):
+                con.register(f"{name}_{i}", src)
+            con.execute(f"CREATE TEMP VIEW {name} AS " + " UNION ALL BY NAME ".join(
+                f"SELECT * FROM {name}_{i}" for i in range(len(sources))))
+        return name, schema, self._needs_dedupe(parts, legacy)
+
+    def connect(self, experiment: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A duckdb connection with the views ``trials`` (newest row per trial key) and ``curves`` (the
+        curves of those rows' runs), e.g. ``store.connect().sql("SELECT task, count(*) FROM trials GROUP BY 1")``."""
+        return self._open(experiment)[0]
+
+    def _open(self, experiment: str | None) -> tuple[duckdb.DuckDBPyConnection, dict[str, pa.Schema]]:
+        con = duckdb.connect()
+        raw_t, schema_t, dedupe_t = self._relation(con, "trials", experiment)
+        raw_c, schema_c, dedupe_c = self._relation(con, "curves", experiment)
+        if dedupe_t:
+            con.execute(f"CREATE TEMP VIEW trials AS SELECT * FROM {raw_t} QUALIFY row_number() OVER "
+                        "(PARTITION BY trial_key ORDER BY written_at DESC, run_id DESC) = 1")
+        else:
+            con.execute(f"CREATE TEMP VIEW trials AS SELECT * FROM {raw_t}")
+        if dedupe_t or dedupe_c:
+            con.execute(f"CREATE TEMP VIEW curves AS SELECT c.* FROM {raw_c} c SEMI JOIN trials t "
+                        "ON c.trial_key = t.trial_key AND c.run_id = t.run_id")
+        else:
+            con.execute(f"CREATE TEMP VIEW curves AS SELECT * FROM {raw_c}")
+        return con, {"trials": schema_t, "curves": schema_c}
+
+    def arrow(self, table: str, experiment: str | None = None, columns: list[str] | None = None,
+              where: str | None = None) -> pa.Table:
+        """The live rows of ``table`` ("trials" or "curves") as an Arrow table, with core column types."""
+        con = self.connect(experiment)
+        try:
+            select = ", ".join(_quote(c) for c in columns) if columns else "*"
+            result = con.sql(f"SELECT {select} FROM {table}" + (f" WHERE {where}" if where else "")).to_arrow_table()
+        finally:
+            con.close()
+        return _restore_types(result, _SCHEMAS[table])
+
+    def trials(self, experiment: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """The live ``trials`` rows (one per trial key) as a DataFrame."""
+        return self.arrow("trials", experiment, columns).to_pandas()
+
+    def curves(self, experiment: str | None = None) -> pd.DataFrame:
+        """The live ``curves`` rows (of the trials' current runs) as a DataFrame."""
+        return self.arrow("curves", experiment).to_pandas()
+
+    def records(self, experiment: str | None = None) -> list[TrialRecord]:
+        """The live trial rows as :class:`TrialRecord` objects."""
+        from suite.record import record_from_row
+
+        return [record_from_row(r) for r in self.arrow("trials", experiment).to_pylist()]
+
+    def statuses(self, experiment: str) -> dict[str, str]:
+        """``{trial_key: status}`` of the live rows of ``experiment``."""
+        t = self.arrow("trials", experiment, ["trial_key", "status"])
+        return dict(zip(t["trial_key"].to_pylist(), t["status"].to_pylist()))
+
+    def finished_keys(self, experiment: str) -> set[str]:
+        return set(self.statuses(experiment))
+
+    # --- compaction ----------------------------------------------------------------------------------------
+    def compact(self, experiment: str | None = None, max_rows_per_file: int = 1_000_000) -> list[CompactionReport]:
+        """Rewrite each experiment's parts into a few large files without superseded rows; migrate
+        version-1 parts. Safe against crashes at any point (see the module docstring)."""
+        reports = []
+        for exp in ([experiment] if experiment else self.experiments_of_any_table()):
+            # curves first: their live set is read against the trials as they are now
+            for table in ("curves", "trials"):
+                report = self._compact_one(table, exp, max_rows_per_file)
+                if report is not None:
+                    reports.append(report)
+        return reports
+
+    def experiments_of_any_table(self) -> list[str]:
+        return sorted({p.experiment for t in TABLES for p in self._listing(t)})
+
+    def _compact_one(self, table: str, experiment: str, max_rows: int) -> CompactionReport | None:
+        parts, legacy, _ = self._live_parts(table, experiment)
+        all_files = self._listing(table, experiment)
+        if len(parts) <= 1 and not legacy and len(all_files) == len(parts):
+            return None  # already one file, nothing superseded
+        con, schemas = self._open(experiment)
+        try:
+            rows_before = con.sql(f"SELECT count(*) FROM raw_{table}").fetchall()[0][0]
+            order = "task, model, method, config_id, seed" if table == "trials" else "trial_key, step, split, metric"
+            live = _restore_types(con.sql(f"SELECT * FROM {table} ORDER BY {order}").to_arrow_table(), schemas[table])
+        finally:
+            con.close()
+        folder = self.path(table, experiment)
+        replaced = [p.path.rsplit("/", 1)[-1] for p in all_files if not p.legacy]
+        written = 0
+        for start in range(0, max(live.num_rows, 1), max_rows):
+            chunk = live.slice(start, max_rows)
+            if chunk.num_rows == 0 and live.num_rows:
+                break
+            self._write_table(chunk, folder, "compact", {_REPLACES_KEY: json.dumps(replaced).encode()})
+            written += 1
+        for p in all_files:
+            try:
+                self.fs.delete_file(p.path)
+            except (FileNotFoundError, OSError):
+                pass
+        for p in legacy:
+            _remove_empty_dir(self.fs, p.path.rsplit("/", 1)[0])
+        return CompactionReport(table, experiment, len(all_files), written, rows_before, live.num_rows)
 
 
-class CurveBuffer:
-    """Progress reports per trial, held on the driver until the trial finishes."""
+def _read_schema(fs: pafs.FileSystem, path: str) -> pa.Schema | None:
+    try:
+        return pq.read_schema(path, filesystem=fs)
+    except (FileNotFoundError, OSError, pa.ArrowInvalid):
+        return None
 
-    def __init__(self) -> None:
-        self._rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
-    def add(self, spec: dict[str, Any], result: dict[str, Any]) -> None:
-        self._rows[spec["key"]].extend(curve_rows(spec, result))
+def _unify(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for parts whose flattened columns differ; conflicting types fall back to string."""
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        fields: dict[str, pa.DataType] = {}
+        for s in schemas:
+            for f in s:
+                if f.name in fields and fields[f.name] != f.type:
+                    fields[f.name] = pa.string()
+                else:
+                    fields.setdefault(f.name, f.type)
+        return pa.schema(list(fields.items()))
 
-    def pop(self, key: str) -> list[dict[str, Any]]:
-        return self._rows.pop(key, [])
+
+def _restore_types(table: pa.Table, core: pa.Schema) -> pa.Table:
+    """duckdb returns microsecond timestamps and may widen types; give the core columns their stored types."""
+    columns = []
+    for f in table.schema:
+        i = core.get_field_index(f.name)
+        target = core.field(i).type if i >= 0 else (pa.string() if pa.types.is_string_view(f.type) else f.type)
+        if pa.types.is_timestamp(f.type) and i < 0:
+            target = pa.timestamp("ms", tz="UTC")
+        columns.append(table[f.name].cast(target) if target != f.type else table[f.name])
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _remove_empty_dir(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        if not fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            fs.delete_dir(path)
+    except OSError:
+        pass

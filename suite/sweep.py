@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from suite.manifest import Manifest, is_space
+from suite.record import TrialRecord
 from suite.registry import Registry
 
 
@@ -49,6 +50,16 @@ class TrialSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialSpec:
         return cls(**d)
+
+    def new_record(self, run_id: str = "") -> TrialRecord:
+        """This trial's record before it runs: identity and parameters from the spec, status ``error``."""
+        return TrialRecord(
+            experiment=self.experiment, trial_key=self.key, config_id=self.config_id, task=self.task,
+            model=self.model, method=self.method, seed=self.seed, task_params=self.task_params,
+            model_params=self.model_params, method_params=self.method_params, optimizer=self.optimizer,
+            budget=self.budget, selection_json=json.dumps(self.selection, sort_keys=True), run_id=run_id,
+            cpu=float(self.resources.get("cpu", 1.0)), gpu_fraction=float(self.resources.get("gpu", 0.0)),
+        )
 
     @property
     def label(self) -> str:

@@ -1,18 +1,20 @@
 """One trial: seed, build task/model/method, train through the context, evaluate, report.
 
-:func:`execute_trial` is plain Python (usable without Ray, e.g. in tests and for debugging);
-:func:`tune_trainable` is the Ray Tune function trainable that wraps it. Whatever happens --
-success, a diverging loss, an exception in the method, a time limit -- the trial ends with one
-final report carrying ``final: True`` and a status, so the driver always writes a row.
+:func:`execute_trial` is plain Python (usable without Ray, e.g. in tests and for debugging) and returns the
+trial's :class:`~suite.record.TrialRecord`; :func:`tune_trainable` is the Ray Tune function trainable that
+wraps it. Whatever happens -- success, a diverging loss, an exception in the method, a time limit -- the
+trial ends with one final report (``final: True``) carrying the record as JSON, so the driver always
+writes a row. Progress reports carry the trial's ``run_id``, so the driver keeps the curves of the last
+attempt only.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 import traceback
+import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ import torch
 from suite.context import Reporter, Selection, TrainContext, TrialStop
 from suite.contracts import Task
 from suite.envinfo import PeakMemory, environment
+from suite.record import TrialRecord
 from suite.registry import load_registry
 from suite.sweep import TrialSpec
+from suite.wandb_run import WandbSettings, open_run
 
-ERROR_MESSAGE_LIMIT = 4000
+ERROR_MESSAGE_LIMIT = 4000  #: characters of an error message (with its traceback) kept in the trial row
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -56,14 +60,37 @@ def _device(resources: dict[str, Any]) -> torch.device:
     return torch.device("cpu")
 
 
-def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
-    """Run one trial to its end and return (and report) its final record."""
+def _error_text(exc: BaseException) -> str:
+    return (f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc()))[:ERROR_MESSAGE_LIMIT]
+
+
+def _warm_up(model: torch.nn.Module, ctx: TrainContext) -> None:
+    """First-use costs of a fresh process (optimizer and autograd set-up, thread pools) before the budget
+    clock starts; the model's parameters and the random state are left as they were."""
+    with torch.random.fork_rng(devices=[]):
+        dummy = torch.zeros(1, device=ctx.device, dtype=ctx.dtype, requires_grad=True)
+        opt = ctx.make_optimizer([dummy])
+        (dummy * 2).sum().backward()
+        opt.step()
+
+
+def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) -> TrialRecord:
+    """Run one trial to its end; report its progress and its final record, and return the record."""
     t_start = time.time()
+    run_id = uuid.uuid4().hex
+    record = spec.new_record(run_id)
+    record.started_at = t_start
     resources = spec.resources
     torch.set_num_threads(max(1, int(resources.get("cpu", 1))))
     dtype = torch.float64 if resources.get("dtype") == "float64" else torch.float32
     device = _device(resources)
-    record: dict[str, Any] = {"final": True, "status": "ok", "error": None, "started_at": t_start}
+    wandb = open_run(WandbSettings.from_dict(runtime.get("wandb")), record)
+
+    def report(progress: dict[str, Any]) -> None:
+        wandb.log(progress)
+        reporter({**progress, "run_id": run_id})
+
+    record.status = "ok"
     metrics: dict[str, dict[str, float]] = {}
     ctx: TrainContext | None = None
     with PeakMemory() as mem:
@@ -79,31 +106,40 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
             method = method_cls(method_cls.Params.model_validate(spec.method_params))
             metric = spec.selection.get("metric") or task.primary_metric
             selection = Selection(metric, task.metric(metric).direction, dict(spec.selection["split_weights"]))
+            record.primary_metric, record.direction = selection.metric, selection.direction
+            record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit} for m in task.metrics}
             ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer, budget=spec.budget,
-                               eval_every=spec.eval_every, selection=selection, reporter=reporter, device=device,
+                               eval_every=spec.eval_every, selection=selection, reporter=report, device=device,
                                dtype=dtype, seed=spec.seed, time_limit_s=resources.get("time_limit_s"),
                                diagnostics=dict(spec.diagnostics))
             train = task.train_data()
             train.train = train.train.to(device, dtype)
             ctx.method, ctx.train_data = method, train
+            _warm_up(model, ctx)
+            record.setup_time_s = time.time() - t_start
+            ctx.start_clock()
             method.train(model, train, ctx)
         except TrialStop as exc:
-            record["status"], record["error"] = exc.status, str(exc)
+            record.status, record.error = exc.status, str(exc)
         except Exception as exc:  # the method or a plugin failed: an `error` row, never a lost sweep
-            record["status"] = "error"
-            record["error"] = (f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc()))[:ERROR_MESSAGE_LIMIT]
-        if ctx is not None and record["status"] in ("ok", "timeout"):
+            record.status, record.error = "error", _error_text(exc)
+        if ctx is not None:
+            ctx.stop_clock()
+        if ctx is not None and record.status in ("ok", "timeout"):
             try:
                 splits = ["val", "test"] + (["train"] if ctx.selection.split_weights.get("train") else [])
                 for split in splits:
                     metrics[split] = _final_evaluate(ctx, split)
             except Exception as exc:
-                record["status"] = "error"
-                record["error"] = f"final evaluation failed: {type(exc).__name__}: {exc}"[:ERROR_MESSAGE_LIMIT]
-    record.update(_final_fields(spec, ctx, metrics, mem, t_start))
+                record.status, record.error = "error", f"final evaluation failed: {_error_text(exc)}"
+    _finish_record(record, ctx, metrics, mem, t_start)
+    final: dict[str, Any] = {"final": True, "run_id": run_id, "objective": record.objective,
+                             "record": record.to_json()}
     if ctx is not None:  # diagnostics logged after the last evaluation (e.g. at the end of training)
-        record.update(ctx.pop_diagnostics())
-    reporter(record)
+        final.update(ctx.pop_diagnostics())
+    wandb.log({**final, "step": record.steps or 0})
+    reporter(final)
+    wandb.finish(record)
     return record
 
 
@@ -113,43 +149,36 @@ def _final_evaluate(ctx: TrainContext, split: str) -> dict[str, float]:
         return {k: float(v) for k, v in ctx.task.evaluate(ctx.model, split).items()}
 
 
-def _final_fields(spec: TrialSpec, ctx: TrainContext | None, metrics: dict[str, dict[str, float]],
-                  mem: PeakMemory, t_start: float) -> dict[str, Any]:
+def _finish_record(record: TrialRecord, ctx: TrainContext | None, metrics: dict[str, dict[str, float]],
+                   mem: PeakMemory, t_start: float) -> None:
     env = environment()
-    out: dict[str, Any] = {
-        "wall_time_s": time.time() - t_start,
-        "finished_at": time.time(),
-        "peak_rss_bytes": int(mem.peak_rss),
-        "peak_cuda_bytes": mem.cuda_peak(),
-        "env_json": json.dumps(env),
-        "metrics_json": json.dumps(metrics),
-    }
+    record.finished_at = time.time()
+    record.wall_time_s = record.finished_at - t_start
+    record.peak_rss_bytes = int(mem.peak_increase)
+    record.peak_cuda_bytes = mem.cuda_peak()
+    for key in ("gpu_model", "hostname", "suite_version", "python", "torch_version", "ray_version", "numpy_version",
+                "git_commit", "git_dirty"):
+        setattr(record, key, env.get(key))
     try:
         import ray
 
-        out["node_id"] = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        record.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     except Exception:
-        out["node_id"] = None
-    if ctx is not None:
-        score = ctx.selection.score(metrics) if metrics else float("nan")
-        out.update({
-            "step": ctx.steps, "samples": ctx.samples, "epoch": ctx.epochs,
-            "train_time_s": ctx.train_time_s, "evaluations": ctx.evaluations,
-            "primary_metric": ctx.selection.metric, "direction": ctx.selection.direction,
-            "selection_score": score, "objective": ctx.selection.oriented(score),
-            "best_val_json": json.dumps(ctx.best.get("val", {})), "best_step": ctx.best.get("step"),
-        })
-        for split, values in metrics.items():
-            for name, v in values.items():
-                out[f"{split}/{name}"] = v
-    else:
-        out["objective"] = math.inf
-    return out
+        record.node_id = None
+    if ctx is None:
+        return
+    record.metrics = metrics
+    record.selection_score = ctx.selection.score(metrics) if metrics else float("nan")
+    record.steps, record.samples, record.epochs = ctx.steps, ctx.samples, ctx.epochs
+    record.train_time_s, record.evaluations = ctx.train_time_s, ctx.evaluations
+    record.best_val, record.best_step = dict(ctx.best.get("val", {})), ctx.best.get("step")
 
 
-def tune_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: ``config = {"trial": TrialSpec dict, "runtime": {...}}``."""
+def tune_trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]] | None = None,
+                   runtime: dict[str, Any] | None = None) -> None:
+    """Ray Tune function trainable. ``config["key"]`` names the trial; its spec comes from ``specs``
+    (shared once through the object store by ``tune.with_parameters``), or from ``config["trial"]``."""
     from ray import tune
 
-    spec = TrialSpec.from_dict(config["trial"])
-    execute_trial(spec, config.get("runtime", {}), tune.report)
+    spec = TrialSpec.from_dict(specs[config["key"]] if specs is not None else config["trial"])
+    execute_trial(spec, runtime if runtime is not None else config.get("runtime", {}), tune.report)

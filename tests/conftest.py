@@ -82,8 +82,9 @@ def write_manifest(tmp_path: Path):
     return _write
 
 
-def read_wandb_history(run_file: Path) -> list[dict]:
-    """History rows of an offline W&B run file (the LevelDB-style log of wandb protobuf records)."""
+def read_wandb_run(run_file: Path) -> dict:
+    """An offline W&B run file (the LevelDB-style log of wandb protobuf records), parsed:
+    ``{"history": [rows], "summary": {...}, "config": {...}, "tags": [...], "exit_code": int | None}``."""
     import json
     import struct
 
@@ -106,10 +107,21 @@ def read_wandb_history(run_file: Path) -> list[dict]:
         if kind in (1, 4):  # FULL or LAST fragment
             records.append(buf)
             buf = b""
-    rows = []
+    out: dict = {"history": [], "summary": {}, "config": {}, "tags": [], "exit_code": None}
+    key = lambda item: item.key or "/".join(item.nested_key)  # noqa: E731
     for payload in records:
         rec = pb.Record()
         rec.ParseFromString(payload)
-        if rec.WhichOneof("record_type") == "history":
-            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
-    return rows
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            out["history"].append({key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            out["summary"].update({key(i): json.loads(i.value_json) for i in rec.summary.update})
+        elif kind == "config":
+            out["config"].update({key(i): json.loads(i.value_json) for i in rec.config.update})
+        elif kind == "run":
+            out["tags"] = list(rec.run.tags)
+            out["config"].update({key(i): json.loads(i.value_json) for i in rec.run.config.update})
+        elif kind == "exit":
+            out["exit_code"] = rec.exit.exit_code
+    return out

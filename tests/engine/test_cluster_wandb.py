@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import ray
-from conftest import read_wandb_history
+from conftest import read_wandb_run
 from ray.cluster_utils import Cluster
 
 from suite.manifest import load_manifest
@@ -37,10 +37,16 @@ def test_two_node_sweep_with_offline_wandb(write_manifest, tmp_path, monkeypatch
     assert len(rows) == 4 and set(rows["status"]) == {"ok"}
     assert set(rows["node_id"]) == node_ids and len(node_ids) == 2  # trials landed on both nodes
     runs = sorted((results / "wandb").rglob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 4
+    assert len(runs) == 4  # one offline run per trial, written by the trial's own worker
+    keys = set()
     for run_file in runs:
-        history = read_wandb_history(run_file)
-        logged = {k for row in history for k in row}
-        assert {"val/rmse", "train/loss", "test/rmse"} <= logged, sorted(logged)
-        finals = [row for row in history if row.get("final")]
-        assert len(finals) == 1 and isinstance(finals[0]["test/rmse"], float)
+        run = read_wandb_run(run_file)
+        logged = {k for row in run["history"] for k in row}
+        assert {"val/rmse", "train/loss"} <= logged, sorted(logged)
+        summary = run["summary"]
+        assert summary["status"] == "ok" and summary["primary_metric"] == "rmse" and summary["direction"] == "min"
+        assert isinstance(summary["test/rmse"], float)
+        assert set(run["tags"]) >= {"toy-sysid", "gru"} and run["config"]["experiment"] == "toy"
+        assert run["exit_code"] == 0
+        keys.add(run["config"]["trial_key"])
+    assert keys == set(rows["trial_key"])

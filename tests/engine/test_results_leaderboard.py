@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -9,56 +10,70 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from suite.leaderboard import leaderboard, to_markdown
-from suite.results import ResultsStore, curve_rows, trial_row
+from suite.leaderboard import LeaderboardError, leaderboard, to_markdown
+from suite.record import TrialRecord, curve_points
+from suite.results import ResultsStore
 
 
-def spec(method: str, config: str, seed: int, **params) -> dict:
-    return {"experiment": "exp", "key": f"{method}-{config}-{seed}", "config_id": f"{method}-{config}",
-            "task": "t", "model": "gru", "method": method, "seed": seed, "task_params": {}, "model_params": {},
-            "method_params": params, "optimizer": {"name": "adam", "lr": 0.01}, "budget": {"steps": 1},
-            "resources": {"cpu": 1, "gpu": 0}}
+def rec(method: str, config: str, seed: int, val: float = 1.0, test: float = 1.0, status: str = "ok",
+        task: str = "t", experiment: str = "exp", **params) -> TrialRecord:
+    """A finished trial's record, as the trial would produce it."""
+    return TrialRecord(experiment=experiment, trial_key=f"{experiment}-{task}-{method}-{config}-{seed}",
+                       config_id=f"{experiment}-{method}-{config}", task=task, model="gru", method=method, seed=seed,
+                       method_params=params, optimizer={"name": "adam", "lr": 0.01}, budget={"steps": 1},
+                       status=status, primary_metric="rmse", direction="min", selection_score=val,
+                       metrics={"val": {"rmse": val}, "test": {"rmse": test}},
+                       metric_specs={"rmse": {"direction": "min", "unit": "V"}}, wall_time_s=1.0, peak_rss_bytes=100,
+                       steps=1, samples=1, epochs=0, started_at=0.0, finished_at=1.0, run_id=f"run-{seed}")
 
 
-def final(val: float, test: float, status: str = "ok") -> dict:
-    return {"final": True, "status": status, "primary_metric": "rmse", "direction": "min",
-            "selection_score": val, "metrics_json": json.dumps({"val": {"rmse": val}, "test": {"rmse": test}}),
-            "wall_time_s": 1.0, "peak_rss_bytes": 100, "step": 1, "samples": 1, "epoch": 0, "started_at": 0.0,
-            "finished_at": 1.0}
+def report(step: int, **values) -> dict:
+    return {"step": step, "samples": 1, "epoch": 0, "train_time_s": 1.0, "wall_time_s": 1.0, **values}
 
 
-def test_part_files_are_atomic_and_never_duplicated(tmp_path):
+def test_curve_points_of_a_report():
+    points = curve_points("exp", "k", "r1", report(3, **{"val/rmse": 1.5, "train/loss": 2.0, "objective": 1.5,
+                                                          "diag_events": json.dumps([[2, "K", 10.0]])}))
+    assert {(p.split, p.metric, p.step) for p in points} == {("val", "rmse", 3), ("train", "loss", 3), ("diag", "K", 2)}
+    assert {p.run_id for p in points} == {"r1"}
+
+
+def test_a_rerun_replaces_a_row_and_its_curves(tmp_path):
     store = ResultsStore(tmp_path)
-    s = spec("bptt", "a", 0)
-    report = {"step": 3, "samples": 30, "epoch": 1, "train_time_s": 0.5, "wall_time_s": 0.6,
-              "val/rmse": 1.5, "train/loss": 2.0, "objective": 1.5,
-              "diag_events": json.dumps([[2, "K", 10.0]])}
-    rows = curve_rows(s, report)
-    assert {(r["split"], r["metric"], r["step"]) for r in rows} == {("val", "rmse", 3), ("train", "loss", 3), ("diag", "K", 2)}
-    store.write_trial(trial_row(s, final(1.0, 2.0)), rows)
-    store.write_trial(trial_row(s, final(0.5, 1.0)), rows)  # a re-run replaces, never duplicates
+    first = rec("bptt", "a", 0, test=2.0)
+    store.write([first], curve_points("exp", first.trial_key, first.run_id, report(3, **{"val/rmse": 1.0})))
+    again = dataclasses.replace(rec("bptt", "a", 0, test=1.0), run_id="run-again")
+    store.write([again], curve_points("exp", again.trial_key, again.run_id, report(5, **{"val/rmse": 0.5})))
     trials = store.trials("exp")
-    assert len(trials) == 1 and trials["test_primary"].iloc[0] == 1.0
-    assert len(store.curves("exp")) == 3
+    assert len(trials) == 1 and trials["test_primary"].iloc[0] == 1.0 and trials["run_id"].iloc[0] == "run-again"
+    curves = store.curves("exp")
+    assert curves["step"].tolist() == [5]  # only the curves of the live run
     assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_missing_final_report_becomes_a_row():
-    row = trial_row(spec("bptt", "a", 0), None, status="error", error="worker died")
-    assert row["status"] == "error" and row["error"] == "worker died" and row["test_primary"] is None
+    from suite.sweep import TrialSpec
+
+    spec = TrialSpec(experiment="exp", task="t", task_params={}, model="gru", model_params={}, method="bptt",
+                     method_params={}, optimizer={}, seed=0, budget={"steps": 1}, eval_every={"steps": 1},
+                     selection={"metric": None, "split_weights": {"val": 1.0}}, resources={"cpu": 1}, key="k", config_id="c")
+    row = spec.new_record("r")
+    assert row.status == "error" and row.metric("test") is None and row.objective == float("inf")
 
 
 def test_leaderboard_selects_on_validation_and_aggregates_test_over_seeds(tmp_path):
     store = ResultsStore(tmp_path)
+    records = []
     # config a: better validation, worse test; config b: worse validation, better test
     for seed, (va, ta, vb, tb) in enumerate([(1.0, 3.0, 2.0, 0.1), (1.2, 3.5, 2.1, 0.2), (0.9, 2.5, 2.2, 0.3)]):
-        store.write_trial(trial_row(spec("tbptt", "a", seed, window=10), final(va, ta)), [])
-        store.write_trial(trial_row(spec("tbptt", "b", seed, window=20), final(vb, tb)), [])
-        store.write_trial(trial_row(spec("bptt", "x", seed), final(1.0, 1.0 + seed)), [])
+        records += [rec("tbptt", "a", seed, va, ta, window=10), rec("tbptt", "b", seed, vb, tb, window=20),
+                    rec("bptt", "x", seed, 1.0, 1.0 + seed)]
     # config c has the best validation but one diverged seed: failures count, it is never selected
-    store.write_trial(trial_row(spec("tbptt", "c", 0, window=30), final(0.1, 0.1)), [])
-    store.write_trial(trial_row(spec("tbptt", "c", 1, window=30), final(math.nan, math.nan, "diverged")), [])
-    board = leaderboard(store.trials("exp"))
+    records += [rec("tbptt", "c", 0, 0.1, 0.1, window=30), rec("tbptt", "c", 1, math.nan, math.nan, "diverged", window=30)]
+    store.write(records[:5])
+    store.write(records[5:])  # two parts: the leaderboard reads across them
+    board = leaderboard(store)
+    assert board.equals(leaderboard(store.trials()))  # a store or its DataFrame: the same answer
     tb = board[board["method"] == "tbptt"].iloc[0]
     assert json.loads(tb["method_params"]) == {"window": 10}
     assert tb["n_seeds"] == 3 and tb["n_ok"] == 3 and tb["configs_tried"] == 3
@@ -73,21 +88,22 @@ def test_leaderboard_selects_on_validation_and_aggregates_test_over_seeds(tmp_pa
 
 def test_split_by_keeps_parameter_values_apart(tmp_path):
     store = ResultsStore(tmp_path)
-    for seed in range(2):
-        store.write_trial(trial_row(spec("tbptt", "a", seed, window=10, burn_in=0), final(2.0, 2.0 + seed)), [])
-        store.write_trial(trial_row(spec("tbptt", "b", seed, window=10, burn_in=5), final(1.0, 1.0 + seed)), [])
-    board = leaderboard(store.trials("exp"), split_by=["burn_in"])
+    store.write([rec("tbptt", c, seed, 2.0 - b / 5, 2.0 - b / 5 + seed, window=10, burn_in=b)
+                 for seed in range(2) for c, b in (("a", 0), ("b", 5))])
+    board = leaderboard(store, split_by=["burn_in"])
     assert set(board["method"]) == {"tbptt[burn_in=0]", "tbptt[burn_in=5]"}
     assert board.set_index("method").loc["tbptt[burn_in=5]", "test_mean"] == pytest.approx(1.5)
-    assert len(leaderboard(store.trials("exp"))) == 1
+    assert len(leaderboard(store)) == 1
+    two = leaderboard(store, split_by=["burn_in", "window"])
+    assert set(two["method"]) == {"tbptt[burn_in=0,window=10]", "tbptt[burn_in=5,window=10]"}
+    with pytest.raises(LeaderboardError, match="no parameter 'nope'"):
+        leaderboard(store, split_by=["nope"])
 
 
 def test_single_seed_rows_show_no_spread(tmp_path):
     store = ResultsStore(tmp_path)
-    store.write_trial(trial_row(spec("bptt", "x", 0), final(1.0, 1.25)), [])
-    for seed in range(2):
-        store.write_trial(trial_row(spec("tbptt", "a", seed, window=10), final(2.0, 2.0 + seed)), [])
-    md = to_markdown(leaderboard(store.trials("exp")))
+    store.write([rec("bptt", "x", 0, 1.0, 1.25)] + [rec("tbptt", "a", seed, 2.0, 2.0 + seed, window=10) for seed in range(2)])
+    md = to_markdown(leaderboard(store))
     assert "nan" not in md
     bptt_line = next(line for line in md.splitlines() if "| bptt |" in line)
     assert "| 1.25 | — |" in bptt_line
@@ -98,11 +114,10 @@ def test_single_seed_rows_show_no_spread(tmp_path):
 def _store_with_k_trajectories(tmp_path):
     store = ResultsStore(tmp_path)
     for delta, ks in ((0.9, [50, 20, 12]), (0.1, [50, 80, 120])):
-        s = spec("adaptive_tbptt", f"d{delta}", 0, delta=delta)
+        r = rec("adaptive_tbptt", f"d{delta}", 0, delta=delta)
         events = [[40 * (i + 1), "K", float(k)] for i, k in enumerate(ks)]
-        report = {"step": 120, "samples": 1, "epoch": 0, "train_time_s": 1.0, "wall_time_s": 1.0,
-                  "val/rmse": 1.0, "diag_events": json.dumps(events)}
-        store.write_trial(trial_row(s, final(1.0, 1.0)), curve_rows(s, report))
+        store.write([r], curve_points("exp", r.trial_key, r.run_id,
+                                      report(120, **{"val/rmse": 1.0, "diag_events": json.dumps(events)})))
     return store
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from suite.manifest import load_manifest
+from suite.record import TrialRecord
 from suite.registry import load_registry
 from suite.sweep import expand
 from suite.trial import execute_trial
@@ -25,22 +26,28 @@ def run(spec):
 
 def test_final_record_and_reports(write_manifest):
     spec = trials_of(write_manifest(), "methods=[{name: tbptt, params: {window: 30, batch_size: 8}}]")[0]
-    final, reports = run(spec)
-    assert final["status"] == "ok" and final["final"] is True and reports[-1] is final
+    record, reports = run(spec)
+    assert record.status == "ok" and reports[-1]["final"] is True
+    assert TrialRecord.from_json(reports[-1]["record"]) == record  # the record travels whole to the driver
     assert [r["step"] for r in reports[:-1]] == [3, 6]
-    assert final["step"] == 6 and final["samples"] > 0
-    metrics = json.loads(final["metrics_json"])
-    assert set(metrics) == {"val", "test"} and metrics["test"]["rmse"] > 0
-    assert final["test/rmse"] == metrics["test"]["rmse"]
+    assert {r["run_id"] for r in reports} == {record.run_id} and len(record.run_id) == 32
+    assert record.steps == 6 and record.samples > 0
+    assert set(record.metrics) == {"val", "test"} and record.metrics["test"]["rmse"] > 0
+    assert record.metric("test") == record.metrics["test"]["rmse"]
+    assert record.metric_specs["rmse"] == {"direction": "min", "unit": ""}
+    assert record.primary_metric == "rmse" and record.direction == "min" and record.objective == record.selection_score
+    assert record.wall_time_s >= record.train_time_s + record.setup_time_s - 1e-6  # training never counts evaluation
+    assert record.peak_rss_bytes >= 0 and record.torch_version
 
 
 def test_epoch_and_time_budgets(write_manifest):
     spec = trials_of(write_manifest(), "budget={epochs: 2}", "eval_every={epochs: 1}", "methods=[{name: bptt}]")[0]
-    final, reports = run(spec)
-    assert final["epoch"] == 2 and final["step"] == 2 and len(reports) == 3
+    record, reports = run(spec)
+    assert record.epochs == 2 and record.steps == 2 and len(reports) == 3
     spec = trials_of(write_manifest(), "budget={time_s: 0.5}", "eval_every={seconds: 0.2}", "methods=[{name: bptt}]")[0]
-    final, _ = run(spec)
-    assert final["status"] == "ok" and 0.5 <= final["train_time_s"] < 5.0
+    record, _ = run(spec)
+    assert record.status == "ok" and 0.5 <= record.train_time_s < 5.0
+    assert record.train_time_s <= record.wall_time_s
 
 
 def test_gradient_fidelity_diagnostic(write_manifest):
@@ -61,13 +68,29 @@ def test_diagnostics_logged_after_the_last_step_reach_the_final_record(write_man
     plugins = str(Path(__file__).resolve().parent.parent / "fixtures" / "plugins")
     manifest = load_manifest(write_manifest(), lambda extra: load_registry([plugins, *extra]), ["methods=[{name: late_log}]"])
     spec = expand(manifest, load_registry([plugins])).trials[0]
-    final = execute_trial(spec, {"plugin_dirs": [plugins]}, lambda r: None)
-    assert final["status"] == "ok" and final["diag/after_training"] == 42.0
-    assert json.loads(final["diag_events"]) == [[final["step"], "after_training", 42.0]]
+    reports = []
+    record = execute_trial(spec, {"plugin_dirs": [plugins]}, reports.append)
+    final = reports[-1]
+    assert record.status == "ok" and final["diag/after_training"] == 42.0
+    assert json.loads(final["diag_events"]) == [[record.steps, "after_training", 42.0]]
 
 
 def test_plugin_error_becomes_error_status(write_manifest):
     spec = trials_of(write_manifest(), "methods=[{name: tbptt, params: {window: 30}}]", "tasks=[{name: toy-sysid, params: {length: 120}}]")[0]
     broken = spec.__class__(**{**spec.to_dict(), "model": "no-such-model"})
-    final, _ = run(broken)
-    assert final["status"] == "error" and "no-such-model" in final["error"]
+    record, _ = run(broken)
+    assert record.status == "error" and "no-such-model" in record.error
+    assert record.objective == float("inf")
+
+
+def test_wandb_offline_run_from_the_trial_process(write_manifest, tmp_path):
+    from conftest import read_wandb_run
+
+    spec = trials_of(write_manifest(), "methods=[{name: bptt}]")[0]
+    settings = {"mode": "offline", "dir": str(tmp_path / "wandb"), "project": "p", "tags": ["extra"]}
+    record = execute_trial(spec, {"wandb": settings}, lambda r: None)  # no Ray: the trial logs itself
+    (run_file,) = (tmp_path / "wandb").rglob("offline-run-*/run-*.wandb")
+    run = read_wandb_run(run_file)
+    assert run["summary"]["status"] == "ok" and run["summary"]["test/rmse"] == record.metric("test")
+    assert {"val/rmse", "train/loss"} <= {k for row in run["history"] for k in row}
+    assert set(run["tags"]) == {"toy-sysid", "gru", "bptt", "extra"} and run["config"]["seed"] == spec.seed

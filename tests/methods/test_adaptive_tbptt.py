@@ -364,8 +364,8 @@ def test_execute_trial_reports_K_diagnostics():
                      resources={"cpu": 1, "device": "cpu"})
     reports = []
     rec = execute_trial(spec, {}, reports.append)
-    assert rec["status"] == "ok", rec["error"]
-    assert all(math.isfinite(v) for v in json.loads(rec["metrics_json"])["test"].values())
+    assert rec.status == "ok", rec.error
+    assert all(math.isfinite(v) for v in rec.metrics["test"].values())
     events = [e for r in reports if "diag_events" in r for e in json.loads(r["diag_events"])]
     Ks = [(step, v) for step, name, v in events if name == "K"]
     assert Ks[0] == (0, 5.0)

@@ -3,7 +3,6 @@ end-to-end trials, and the gradient-fidelity diagnostic (suite/gradient_fidelity
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -313,19 +312,19 @@ def _spec(method: str, method_params: dict, optimizer: dict, steps: int = 12) ->
 def test_execute_trial_end_to_end(method, params):
     reports = []
     rec = execute_trial(_spec(method, params, {"name": "adam", "lr": 0.01}), {}, reports.append)
-    assert rec["status"] == "ok", rec["error"]
-    assert rec["step"] == 12
-    test_metrics = json.loads(rec["metrics_json"])["test"]
+    assert rec.status == "ok", rec.error
+    assert rec.steps == 12
+    test_metrics = rec.metrics["test"]
     assert test_metrics and all(math.isfinite(v) for v in test_metrics.values())
-    assert math.isfinite(rec["test/rmse"])
+    assert math.isfinite(rec.metric("test", "rmse"))
     assert [r for r in reports if not r.get("final")]  # progress reports at the evaluations
 
 
 @pytest.mark.parametrize("method,params", [("tbptt", {"window": 30, "batch_size": 8}), ("bptt", {})])
 def test_execute_trial_huge_lr_diverges(method, params):
     rec = execute_trial(_spec(method, params, {"name": "sgd", "lr": 1e6}, steps=50), {}, lambda r: None)
-    assert rec["status"] == "diverged", rec
-    assert "non-finite" in rec["error"]
+    assert rec.status == "diverged", rec
+    assert "non-finite" in rec.error
 
 
 # --- gradient fidelity ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def spec(task, task_params, model, model_params, method, method_params, steps=4,
 def run(s):
     reports = []
     final = execute_trial(s, {}, reports.append)
-    assert final["status"] == "ok", final["error"]
+    assert final.status == "ok", final.error
     return final, reports
 
 
@@ -34,8 +34,8 @@ def diag_events(reports):
 def test_scan_mingru_on_toy_sysid():
     final, reports = run(spec("toy-sysid", {"length": 120}, "mingru", {"hidden_size": 8}, "scan",
                               {"drift_every": 2}))
-    metrics = json.loads(final["metrics_json"])
-    assert final["step"] == 4 and all(math.isfinite(v) for v in metrics["test"].values())
+    metrics = final.metrics
+    assert final.steps == 4 and all(math.isfinite(v) for v in metrics["test"].values())
     names = {name for _, name, _ in diag_events(reports)}
     assert {"tokens_per_s", "scan_drift"} <= names
     assert max(v for _, n, v in diag_events(reports) if n == "scan_drift") < 1e-4
@@ -45,13 +45,13 @@ def test_gtf_deer_shplrnn_on_generated_lorenz63():
     task_params = {"source": "generated", "length": 1200, "test_length": 800, "eval_length": 400}
     final, reports = run(spec("lorenz63", task_params, "shplrnn", {"hidden_dim": 16}, "gtf_deer",
                               {"seq_len": 50, "batch_size": 4, "batches_per_epoch": 3, "alpha_every": 2}))
-    metrics = json.loads(final["metrics_json"])
+    metrics = final.metrics
     assert set(metrics["test"]) == {"dstsp", "dh", "pe20"}
     assert all(math.isfinite(v) for split in ("val", "test") for v in metrics[split].values())
     events = diag_events(reports)
     names = {name for _, name, _ in events}
     assert {"alpha", "norm_estimate", "newton_iters", "residual", "converged"} <= names
-    assert final["epoch"] == 1  # 4 updates at 3 per epoch
+    assert final.epochs == 1  # 4 updates at 3 per epoch
 
 
 def test_gtf_whole_trajectory_and_deer_method_run():
@@ -63,7 +63,7 @@ def test_gtf_whole_trajectory_and_deer_method_run():
                               {"variant": "quasi", "seq_len": 60}, steps=4))
     events = diag_events(reports)
     assert all(v == 1.0 for _, n, v in events if n == "converged")
-    assert final["step"] == 4
+    assert final.steps == 4
 
 
 def test_requirements_filter_pairs():

@@ -423,7 +423,7 @@ TINY = {"Tc": 8, "Tf": 4, "K": 2, "d_mem": 8, "teacher_dim": 16, "teacher_layers
         "log_every": 2, "dmt_rollout": 6, "dmt_k": 3, "dmt_batch_size": 4}
 
 
-def run_trial(method_params: dict, model: str = "gru", steps: int = 6) -> dict:
+def run_trial(method_params: dict, model: str = "gru", steps: int = 6) -> tuple:
     spec = TrialSpec(
         experiment="smt-test", task="markov-tokens",
         task_params={"train_tokens": 800, "val_tokens": 200, "test_tokens": 200, "streams": 4, "eval_streams": 2},
@@ -434,8 +434,7 @@ def run_trial(method_params: dict, model: str = "gru", steps: int = 6) -> dict:
     )
     reports: list[dict] = []
     rec = execute_trial(spec, {}, reports.append)
-    rec["_reports"] = reports
-    return rec
+    return rec, reports
 
 
 @pytest.mark.parametrize("method_params", [
@@ -446,17 +445,17 @@ def run_trial(method_params: dict, model: str = "gru", steps: int = 6) -> dict:
     {"teacher": "frozen", "teacher_pretrain_fraction": 0.3, "dyn_grad_to_teacher": False},
 ], ids=["smt", "smt+dmt", "transformer+dmt-bptt", "frozen-teacher"])
 def test_end_to_end_trial(method_params):
-    rec = run_trial(method_params)
-    assert rec["status"] == "ok", rec["error"]
-    assert math.isfinite(rec["test/bpt"]) and math.isfinite(rec["val/bpt"])
-    assert rec["step"] == 6
-    events = [name for r in rec["_reports"] if r.get("diag_events") for _, name, _ in json.loads(r["diag_events"])]
+    rec, reports = run_trial(method_params)
+    assert rec.status == "ok", rec.error
+    assert math.isfinite(rec.metric("test", "bpt")) and math.isfinite(rec.metric("val", "bpt"))
+    assert rec.steps == 6
+    events = [name for r in reports if r.get("diag_events") for _, name, _ in json.loads(r["diag_events"])]
     assert "loss_dyn" in events
     if method_params.get("dmt_fraction"):
         assert "dmt_loss_readout" in events and "smt_end_teacher_prefix_bpt" in events
 
 
 def test_end_to_end_trial_lstm():
-    rec = run_trial({"dmt_fraction": 0.5}, model="lstm", steps=4)
-    assert rec["status"] == "ok", rec["error"]
-    assert math.isfinite(rec["test/bpt"])
+    rec, _ = run_trial({"dmt_fraction": 0.5}, model="lstm", steps=4)
+    assert rec.status == "ok", rec.error
+    assert math.isfinite(rec.metric("test", "bpt"))
