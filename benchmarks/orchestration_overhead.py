@@ -1,0 +1,116 @@
+"""What rnnbench's driver costs on top of raw Ray Tune, for sweeps of trivial trials.
+
+Both sides run the same trainable work -- :func:`suite.trial.execute_trial` on a toy-sysid GRU with one
+update -- on the same local Ray instance, with the same resources, ``reuse_actors=True`` and the same
+concurrency:
+
+* **raw Ray Tune**: a ``Tuner`` over a ``grid_search`` of the trial specs, Tune's default loggers, no callbacks;
+* **rnnbench**: ``run_sweep`` (batched Parquet rows, progress, compaction at the end), W&B disabled, then
+  W&B offline (one run per trial, logged from the worker).
+
+Printed: the wall time of each (best of ``--repeat``, the variants interleaved), the throughput ratio
+raw / rnnbench (1.0 = no overhead; the issue's goal is >= 0.9) and W&B offline / disabled (goal <= 1.3).
+
+    python benchmarks/orchestration_overhead.py               # N = 16 and 200
+    python benchmarks/orchestration_overhead.py --sizes 16 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.pop("RAY_ADDRESS", None)
+
+from rich.console import Console  # noqa: E402
+
+from suite.manifest import validate  # noqa: E402
+from suite.orchestrate import run_sweep  # noqa: E402
+from suite.registry import load_registry  # noqa: E402
+from suite.sweep import expand  # noqa: E402
+
+
+def manifest_for(n: int, name: str):
+    registry = load_registry()
+    data = {"name": name, "tasks": [{"name": "toy-sysid", "params": {"length": 40}}],
+            "models": [{"name": "gru", "params": {"hidden_size": 4}}],
+            "methods": [{"name": "bptt", "params": {"batch_size": 1}}],
+            "seeds": list(range(n)), "budget": {"steps": 1}, "eval_every": {"steps": 1},
+            "optimizer": {"name": "adam", "lr": 0.01}, "resources": {"cpu": 1}, "wandb": {"mode": "disabled"}}
+    manifest = validate(data, registry)
+    return manifest, expand(manifest, registry).trials
+
+
+def _raw_trainable(config):
+    from ray import tune
+
+    from suite.sweep import TrialSpec
+    from suite.trial import execute_trial
+
+    execute_trial(TrialSpec.from_dict(config["trial"]), {}, tune.report)
+
+
+def raw_tune(n: int, root: Path, concurrency: int) -> float:
+    from ray import tune
+
+    _, trials = manifest_for(n, "raw")
+    tuner = tune.Tuner(
+        tune.with_resources(_raw_trainable, {"cpu": 1}),
+        param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(name="raw", storage_path=str(root / "ray"), verbose=0),
+    )
+    t0 = time.perf_counter()
+    tuner.fit()
+    return time.perf_counter() - t0
+
+
+def rnnbench(n: int, root: Path, concurrency: int, wandb: str) -> float:
+    manifest, trials = manifest_for(n, "bench")
+    quiet = Console(stderr=True, quiet=True)
+    t0 = time.perf_counter()
+    out = run_sweep(manifest, trials, results_dir=root / "results", wandb_mode=wandb, max_concurrent=concurrency,
+                    console=quiet)
+    elapsed = time.perf_counter() - t0
+    assert len(out.statuses) == n and set(out.statuses.values()) == {"ok"}, out.statuses
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 200])
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args()
+    import ray
+
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    print(f"{'N':>5} {'raw Tune s':>10} {'rnnbench s':>10} {'raw/rnnbench':>12} {'+W&B offline s':>14} {'offline/disabled':>16}")
+    for n in args.sizes:
+        best = {"raw": float("inf"), "disabled": float("inf"), "offline": float("inf")}
+        for _ in range(args.repeat):
+            for variant in best:
+                root = Path(tempfile.mkdtemp(prefix="rnnbench-orch-"))
+                try:
+                    t = raw_tune(n, root, args.cpus) if variant == "raw" else rnnbench(n, root, args.cpus, variant)
+                finally:
+                    shutil.rmtree(root, ignore_errors=True)
+                best[variant] = min(best[variant], t)
+        print(f"{n:>5} {best['raw']:>10.1f} {best['disabled']:>10.1f} {best['raw'] / best['disabled']:>12.2f} "
+              f"{best['offline']:>14.1f} {best['offline'] / best['disabled']:>16.2f}", flush=True)
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
