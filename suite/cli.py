@@ -43,8 +43,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the version and exit")) -> None:
     """rnnbench: benchmark the ways recurrent networks are trained (Ray Tune sweeps -> Parquet leaderboards)."""
-out = Console()
-err = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """Full-width output in logs: a console that is not a terminal does not fold tables at 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 240)
+
+
+out = _console()
+err = _console(stderr=True)
 
 PluginsOpt = typer.Option([], "--plugins", help="extra plugin folder (repeatable)")
 SetOpt = typer.Option([], "--set", help="override a manifest field: path=value (repeatable), e.g. budget.epochs=5")
@@ -158,21 +164,49 @@ def validate(file: Path = typer.Argument(..., help="manifest YAML"), plugins: li
     out.print(f"[green]ok[/]: {file} is valid: {len(matrix.trials)} trials")
 
 
+EXIT_BAD_INPUT = 2  #: a wrong manifest, option, store or cluster: nothing ran
+EXIT_TRIALS_FAILED = 3  #: the sweep ran, and some trials ended `error` or `timeout` (or every trial failed)
+EXIT_INTERRUPTED = 130  #: Ctrl-C / SIGTERM: finished rows kept, `--resume` continues
+
+
+def _check_results_option(results: str) -> None:
+    if "://" in results:
+        return
+    p = Path(results).expanduser()
+    if p.exists() and not p.is_dir():
+        raise _fail(f"--results {results} is a file; give a directory for the results (it is created if missing)")
+
+
+def _check_plugin_folders(plugins: list[str]) -> None:
+    for folder in plugins:
+        if not Path(folder).is_dir():
+            raise _fail(f"--plugins {folder}: no such folder (a plugin folder holds *.py files defining plugins)")
+
+
 @app.command()
 def run(file: Path = typer.Argument(..., help="manifest YAML"),
         results: str = typer.Option("results", "--results", help="results directory or URI (file://, s3://, ...)"),
         storage: Optional[str] = typer.Option(None, "--storage", help="Ray Tune storage path or URI (shared on clusters)"),
         address: Optional[str] = typer.Option(None, "--address", help="join a Ray cluster (auto, ray://..., host:port)"),
         resume: bool = typer.Option(False, "--resume", help="run only the trials that have no row yet"),
+        retry_failed: bool = typer.Option(False, "--retry-failed", help="with --resume: also rerun `error` and `timeout` rows"),
+        retry_diverged: bool = typer.Option(False, "--retry-diverged", help="with --resume: also rerun `diverged` rows"),
         max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="trials at once"),
         wandb: Optional[WandbMode] = typer.Option(None, "--wandb", help="W&B mode (default: manifest; offline without API key)"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=f"benchmark data directory (default ${DATA_ENV})"),
         dry_run: bool = typer.Option(False, "--dry-run", help="print the trial matrix and exit"),
         num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray instance"),
+        force_unlock: bool = typer.Option(False, "--force-unlock", help="take over the experiment's lock left by a driver that is gone"),
+        wait_for_resources: float = typer.Option(0.0, "--wait-for-resources", min=0.0,
+                                                 help="seconds to wait for a node with the resources a trial needs (autoscaling clusters)"),
         plugins: list[str] = PluginsOpt, overrides: list[str] = SetOpt) -> None:
-    """Run a sweep on Ray Tune; every trial lands as a row in RESULTS/trials."""
+    """Run a sweep on Ray Tune; every trial lands as a row in RESULTS/trials.
+
+    Exit status: 0 when every trial has a row and none failed, 2 on bad input (nothing ran), 3 when trials
+    ended `error` or `timeout` (or all of them failed), 130 when interrupted (rerun with --resume)."""
     from suite.sweep import expand
 
+    _check_plugin_folders(plugins)
     manifest, registry = _load(file, plugins, overrides)
     matrix = expand(manifest, registry)
     if not matrix.trials:
@@ -183,46 +217,95 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
             out.print(f"optuna: {manifest.search.num_samples} configurations per (task, model, method), "
                       f"asked adaptively; the matrix above shows one draw")
         return
-    from suite.results import ResultsStore
+    if (retry_failed or retry_diverged) and not resume:
+        raise _fail("--retry-failed / --retry-diverged rerun rows of an earlier run: add --resume")
+    _check_results_option(results)
+    from suite.results import ResultsStore, StoreError
 
-    existing = ResultsStore(results).finished_keys(manifest.name)
+    try:
+        existing = ResultsStore(results).finished_keys(manifest.name)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
     if existing and not resume:
         raise _fail(f"{results} already holds {len(existing)} trial rows of experiment {manifest.name!r}. "
                     f"Use --resume to run only the missing trials, choose another --results directory, "
                     f"or rename the experiment (--set name=...).")
     ddir = _data_dir(manifest, file, data_dir)
     _check_data(matrix, registry, ddir)
-    from suite.orchestrate import SweepOutcome, run_sweep
+    from suite.orchestrate import SweepError, SweepOutcome, run_sweep
+
+    retry = (("error", "timeout") if retry_failed else ()) + (("diverged",) if retry_diverged else ())
 
     def sweep(specs: list, resume_flag: bool) -> SweepOutcome:
         return run_sweep(manifest, specs, results_dir=results, storage=storage, address=address, resume=resume_flag,
-                         max_concurrent=max_concurrent, wandb_mode=wandb.value if wandb else None, data_dir=str(ddir),
-                         plugin_dirs=[*plugins, *manifest.plugins], console=err, num_cpus=num_cpus)
+                         retry=retry, max_concurrent=max_concurrent, wandb_mode=wandb.value if wandb else None,
+                         data_dir=str(ddir), plugin_dirs=[*plugins, *manifest.plugins], console=err,
+                         num_cpus=num_cpus, force_unlock=force_unlock, wait_for_resources_s=wait_for_resources)
 
-    if manifest.search.algorithm == "optuna":
-        from suite.optuna_search import run_optuna
+    try:
+        if manifest.search.algorithm == "optuna":
+            outcome = _run_optuna(manifest, registry, results, sweep, max_concurrent, num_cpus)
+        else:
+            outcome = sweep(matrix.trials, resume)
+    except (SweepError, StoreError) as exc:
+        raise _fail(str(exc)) from None
+    _finish_run(outcome, results, len(matrix.trials))
 
-        batch = max_concurrent or manifest.max_concurrent or max(1, int((num_cpus or os.cpu_count() or 1) / manifest.resources.cpu))
-        outcomes: list[SweepOutcome] = []
-        try:
-            run_optuna(manifest, registry, ResultsStore(results), batch,
-                       lambda specs: outcomes.append(sweep(specs, True)), log=err.print)
-        except RuntimeError as exc:
-            raise _fail(str(exc)) from None
-        outcome = SweepOutcome(ran=sum(o.ran for o in outcomes), skipped_finished=0,
-                               statuses={k: v for o in outcomes for k, v in o.statuses.items()},
-                               wall_time_s=sum(o.wall_time_s for o in outcomes))
-    else:
-        outcome = sweep(matrix.trials, resume)
+
+def _run_optuna(manifest: Manifest, registry: Registry, results: str, sweep, max_concurrent, num_cpus):
+    from suite.optuna_search import run_optuna
+    from suite.orchestrate import SweepOutcome
+    from suite.results import ResultsStore
+
+    batch = max_concurrent or manifest.max_concurrent or max(1, int((num_cpus or os.cpu_count() or 1) / manifest.resources.cpu))
+    outcomes: list[SweepOutcome] = []
+    try:
+        run_optuna(manifest, registry, ResultsStore(results), batch,
+                   lambda specs: outcomes.append(sweep(specs, True)), log=err.print)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    return SweepOutcome(ran=sum(o.ran for o in outcomes), skipped_finished=0,
+                        statuses={k: v for o in outcomes for k, v in o.statuses.items()},
+                        wall_time_s=sum(o.wall_time_s for o in outcomes),
+                        interrupted=any(o.interrupted for o in outcomes),
+                        notes=[n for o in outcomes for n in o.notes])
+
+
+def _finish_run(outcome, results: str, total: int) -> None:
     counts: dict[str, int] = {}
     for status in outcome.statuses.values():
         counts[status] = counts.get(status, 0) + 1
     err.print(f"ran {outcome.ran} trials in {outcome.wall_time_s:.1f} s "
               f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'}); "
-              f"{outcome.skipped_finished} already finished; results in {results}/")
-    if outcome.ran and len(outcome.statuses) < outcome.ran:
-        raise _fail(f"{outcome.ran - len(outcome.statuses)} trials produced no row (interrupted?): "
-                    f"run again with --resume", code=1)
+              f"{outcome.skipped_finished} already finished; results in {results}/", soft_wrap=True)
+    for note in outcome.notes[-3:]:
+        err.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
+    missing = outcome.ran - len(outcome.statuses)
+    if outcome.interrupted:
+        err.print(f"[bold red]interrupted:[/] {len(outcome.statuses)} trials finished and are stored; {missing} did "
+                  f"not finish. Run the same command with --resume to run only those.", soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if missing > 0:
+        raise _fail(f"{missing} trials produced no row: run again with --resume", code=EXIT_TRIALS_FAILED)
+    failed = counts.get("error", 0) + counts.get("timeout", 0)
+    all_failed = outcome.statuses and not counts.get("ok")
+    if failed or all_failed:
+        raise _fail(f"{failed or len(outcome.statuses)} of {len(outcome.statuses)} trials failed; their rows hold the "
+                    f"error (and `log_path` the trial's output). Fix the cause, then rerun them with "
+                    f"--resume --retry-failed", code=EXIT_TRIALS_FAILED)
+
+
+@app.command("import-rows")
+def import_rows(results: str = typer.Argument(..., help="results directory or URI"),
+                rescue: Path = typer.Argument(..., help="a rnnbench-rescue-*.jsonl file written by a sweep that could not store its rows")) -> None:
+    """Store the rows a sweep saved to a rescue file when the results store could not be written."""
+    from suite.results import ResultsStore
+
+    try:
+        n = ResultsStore(results).import_rescue(rescue)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot import {rescue}: {exc}") from None
+    out.print(f"imported {n} trial rows into {results}")
 
 
 def _varying(dicts: list[dict]) -> list[str]:
@@ -261,10 +344,25 @@ def show_leaderboard(results: str = typer.Argument("results", help="results dire
                      fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
                      split_by: list[str] = typer.Option([], "--split-by", help="parameter that makes separate entries (repeatable), e.g. burn_in or model.hidden_size")) -> None:
     """Rank methods per task: configuration selected on validation, test metric over seeds."""
-    from suite.leaderboard import LeaderboardError, display_rows, leaderboard, to_markdown
     from suite.results import ResultsStore
 
     store = ResultsStore(results)
+    _store_guard(lambda: _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by))
+
+
+def _store_guard(fn) -> None:
+    """Run a reading command; an unreadable store is bad input (exit 2, the files named), not a traceback."""
+    from suite.results import StoreError
+
+    try:
+        fn()
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by) -> None:
+    from suite.leaderboard import LeaderboardError, display_rows, leaderboard, to_markdown
+
     experiments = store.experiments()
     if not experiments:
         raise _fail(f"no trial rows under {results}/trials (run a sweep first: rnnbench run manifests/quickstart.yaml)")
@@ -302,12 +400,19 @@ def show_leaderboard(results: str = typer.Argument("results", help="results dire
 def compact(results: str = typer.Argument("results", help="results directory or URI"),
             experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment")) -> None:
     """Rewrite each experiment into a few large Parquet files (superseded rows dropped, old stores migrated)."""
+    from suite.lock import is_locked
     from suite.results import ResultsStore
 
     store = ResultsStore(results)
     if not store.exists():
         raise _fail(f"no results store at {results}")
-    reports = store.compact(experiment)
+    for name in ([experiment] if experiment else store.experiments()):
+        owner = is_locked(store, name)
+        if owner is not None:
+            raise _fail(f"experiment {name!r} is being run by a driver (host {owner.get('host')}, pid "
+                        f"{owner.get('pid')}); compact it when the sweep has ended")
+    reports = []
+    _store_guard(lambda: reports.extend(store.compact(experiment)))
     for r in reports:
         out.print(f"{r.table}/{r.experiment}: {r.files_before} files, {r.rows_before} rows -> "
                   f"{r.files_after} files, {r.rows_after} rows", highlight=False)
@@ -341,7 +446,9 @@ def show_curves(results: str = typer.Argument("results", help="results directory
     from suite.trajectories import metric_curves, plot_trajectories, trajectory_table
 
     store = ResultsStore(results)
-    trials, curves = store.trials(experiment), store.curves(experiment)
+    loaded: list = []
+    _store_guard(lambda: loaded.extend((store.trials(experiment), store.curves(experiment))))
+    trials, curves = loaded
     if trials.empty or curves.empty:
         raise _fail(f"no trial or curve rows under {results} (run a sweep first: rnnbench run manifests/quickstart.yaml)")
     try:

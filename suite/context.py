@@ -86,6 +86,7 @@ class TrainContext:
     best: dict[str, Any] = field(default_factory=dict)
     last_val: dict[str, float] = field(default_factory=dict)
     _start: float = field(default_factory=time.perf_counter)
+    _created: float = field(default_factory=time.perf_counter)  #: the time limit counts from here
     _stopped: float | None = None
     _eval_time: float = 0.0
     _loss_sum: float = 0.0
@@ -196,7 +197,7 @@ class TrainContext:
 
     # --- internals ------------------------------------------------------------------------------
     def _check_time_limit(self) -> None:
-        if self.time_limit_s and time.perf_counter() - self._start > self.time_limit_s:
+        if self.time_limit_s and time.perf_counter() - self._created > self.time_limit_s:
             raise TrialTimeout(f"trial exceeded its time limit of {self.time_limit_s:g} s at step {self.steps}")
 
     def _eval_due(self) -> bool:

@@ -210,8 +210,13 @@ class Registry:
         known = sorted(self.plugins[kind])
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        failed = [f for f in self.failures if f.kind in (kind, "unknown")]
+        broken_note = ""
+        if failed:  # the plugin may live in a file that failed to import: say so, with the error
+            broken_note = " These plugin files failed to load and may define it: " + "; ".join(
+                f"{f.origin}: {f.error}" for f in failed[:5]) + "."
         raise UnknownPluginError(
-            f"unknown {kind[:-1]} {name!r}.{hint} Known {kind}: {', '.join(known) or '(none)'}. "
+            f"unknown {kind[:-1]} {name!r}.{hint} Known {kind}: {', '.join(known) or '(none)'}.{broken_note} "
             f"Add your own with --plugins DIR (or `plugins:` in the manifest) or an "
             f"'{ENTRY_POINT_GROUPS[kind]}' entry point; `rnnbench list {kind}` shows what is installed."
         )

@@ -45,6 +45,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from suite import SCHEMA_VERSION
 from suite.record import (
     CURVES_SCHEMA,
     STATUSES,
@@ -56,10 +57,15 @@ from suite.record import (
 )
 from suite.results_v1 import LEGACY_FOLDER_PREFIX, V1_CURVES_SCHEMA, V1_TRIALS_SCHEMA, upgrade_curves, upgrade_trials
 
-__all__ = ["ResultsStore", "STATUSES", "TABLES", "open_filesystem"]
+__all__ = ["ResultsStore", "STATUSES", "StoreError", "TABLES", "open_filesystem"]
 
 TABLES = ("trials", "curves")
 _REPLACES_KEY = b"rnnbench.replaces"  # Parquet key-value metadata of a compacted file: the parts it replaces
+_VERSION_KEY = b"rnnbench.schema_version"
+
+
+class StoreError(ValueError):
+    """The store holds files rnnbench cannot read; the message names them and the fix."""
 _ROW_GROUP = 131_072
 _SCHEMAS = {"trials": TRIALS_SCHEMA, "curves": CURVES_SCHEMA}
 
@@ -145,8 +151,8 @@ class ResultsStore:
         name = f"{prefix}-{_stamp()}.parquet"
         final = f"{folder}/{name}"
         self.fs.create_dir(folder, recursive=True)
-        if metadata:
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **(metadata or {}),
+                                               _VERSION_KEY: str(SCHEMA_VERSION).encode()})
         target = f"{folder}/.{name}.tmp" if self.local else final
         try:
             pq.write_table(table, target, filesystem=self.fs, compression="zstd", row_group_size=_ROW_GROUP)
@@ -183,21 +189,35 @@ class ResultsStore:
                 paths.append(self._write_table(records_to_table(by_exp[exp], flat_types), self.path("trials", exp), "part"))
         return paths
 
+    def import_rescue(self, path: str | Path) -> int:
+        """Write the rows of a rescue file (``rnnbench-rescue-*.jsonl``); returns the number of trial rows."""
+        records, curves = _rescue_entries(path)
+        self.write(records, curves)
+        return len(records)
+
     # --- reading -------------------------------------------------------------------------------------------
     def _live_parts(self, table: str, experiment: str | None) -> tuple[list[_Part], list[_Part], list[pa.Schema]]:
         """(current parts, legacy parts, their schemas); parts replaced by a compacted file are dropped."""
         parts = self._listing(table, experiment)
         legacy = [p for p in parts if p.legacy]
-        current, schemas, replaced = [], [], set()
+        current, schemas, replaced, bad = [], [], set(), []
         for p in parts:
             if p.legacy:
                 continue
-            schema = _read_schema(self.fs, p.path)
-            if schema is None:
-                continue  # deleted meanwhile (compaction), or not a Parquet file
+            try:
+                schema = _checked_schema(self.fs, p.path, _SCHEMAS[table])
+            except FileNotFoundError:
+                continue  # deleted meanwhile (a compaction finished)
+            except _BadPart as exc:
+                bad.append(f"{p.path}: {exc}")
+                continue
             replaced |= set(json.loads((schema.metadata or {}).get(_REPLACES_KEY, b"[]")))
             current.append(p)
             schemas.append(schema.remove_metadata())
+        if bad:
+            raise StoreError(f"{len(bad)} unreadable file(s) in the {table} table of {self.root}:\n  "
+                             + "\n  ".join(bad) + "\nMove them out of the results directory (or delete them); "
+                             "`rnnbench run ... --resume` runs the trials they held again.")
         keep = [i for i, p in enumerate(current) if p.path.rsplit("/", 1)[-1] not in replaced]
         return [current[i] for i in keep], legacy, [schemas[i] for i in keep]
 
@@ -217,7 +237,11 @@ class ResultsStore:
             sources.append(ds.dataset([p.path for p in parts], schema=schema, filesystem=self.fs, format="parquet"))
         if legacy:
             v1 = V1_TRIALS_SCHEMA if table == "trials" else V1_CURVES_SCHEMA
-            old = ds.dataset([p.path for p in legacy], schema=v1, filesystem=self.fs, format="parquet").to_table()
+            try:
+                old = ds.dataset([p.path for p in legacy], schema=v1, filesystem=self.fs, format="parquet").to_table()
+            except (OSError, pa.ArrowException) as exc:
+                raise StoreError(f"the version-1 {table} files of {self.root} cannot be read ({exc}); move the "
+                                 "unreadable part out of the results directory") from None
             upgraded = upgrade_trials(old) if table == "trials" else upgrade_curves(old)
             schema = _unify([schema, upgraded.schema])
             sources.append(upgraded)
@@ -334,11 +358,36 @@ class ResultsStore:
         return CompactionReport(table, experiment, len(all_files), written, rows_before, live.num_rows)
 
 
-def _read_schema(fs: pafs.FileSystem, path: str) -> pa.Schema | None:
+class _BadPart(Exception):
+    pass
+
+
+def _checked_schema(fs: pafs.FileSystem, path: str, core: pa.Schema) -> pa.Schema:
+    """The schema of a part, after checking that it is a Parquet file of this schema version whose core
+    columns have their stored types; FileNotFoundError if it vanished, _BadPart saying what is wrong."""
     try:
-        return pq.read_schema(path, filesystem=fs)
-    except (FileNotFoundError, OSError, pa.ArrowInvalid):
-        return None
+        meta = pq.read_metadata(path, filesystem=fs)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise _BadPart(f"not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    schema = meta.schema.to_arrow_schema()
+    version = (meta.metadata or {}).get(_VERSION_KEY)
+    if version is not None and version != str(SCHEMA_VERSION).encode():
+        raise _BadPart(f"written with results schema version {version.decode(errors='replace')}; this rnnbench "
+                       f"reads version {SCHEMA_VERSION} (and version-1 stores)")
+    for f in core:
+        i = schema.get_field_index(f.name)
+        if i < 0:
+            raise _BadPart(f"lacks the column {f.name!r}: not an rnnbench results part")
+        if schema.field(i).type != f.type:
+            raise _BadPart(f"column {f.name!r} has type {schema.field(i).type}, expected {f.type}")
+    column = schema.get_field_index("schema_version")
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(column).statistics
+        if stats is not None and stats.has_min_max and not (stats.min == stats.max == SCHEMA_VERSION):
+            raise _BadPart(f"holds rows of schema_version {stats.min}..{stats.max}; this rnnbench reads {SCHEMA_VERSION}")
+    return schema
 
 
 def _unify(schemas: list[pa.Schema]) -> pa.Schema:
@@ -378,3 +427,14 @@ def _remove_empty_dir(fs: pafs.FileSystem, path: str) -> None:
             fs.delete_dir(path)
     except OSError:
         pass
+
+
+def _rescue_entries(path: str | Path) -> tuple[list[TrialRecord], list[CurvePoint]]:
+    records, curves = [], []
+    for line in Path(path).read_text().splitlines():
+        entry = json.loads(line)
+        if "trial" in entry:
+            records.append(TrialRecord.from_dict(entry["trial"]))
+        elif "curve" in entry:
+            curves.append(CurvePoint(**entry["curve"]))
+    return records, curves

@@ -140,9 +140,10 @@ def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_par
     budget = (budget_override or m.budget).model_dump(exclude_none=True)
     eval_every = m.eval_every.model_dump(exclude_none=True)
     selection = m.selection.model_dump()
+    # the selection rule is part of a trial's identity: its score is computed with it
     identity = dict(task=task, task_params=task_params, model=model, model_params=model_params, method=method,
                     method_params=method_params, optimizer=opt, budget=budget, eval_every=eval_every,
-                    dtype=m.resources.dtype)
+                    dtype=m.resources.dtype, selection=selection)
     config_id = _digest({"experiment": m.name, **identity})
     out = []
     for seed in m.seeds:

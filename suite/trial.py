@@ -10,6 +10,7 @@ attempt only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -28,6 +29,7 @@ from suite.envinfo import PeakMemory, environment
 from suite.record import TrialRecord
 from suite.registry import load_registry
 from suite.sweep import TrialSpec
+from suite.trial_guard import Watchdog, capture_output
 from suite.wandb_run import WandbSettings, open_run
 
 ERROR_MESSAGE_LIMIT = 4000  #: characters of an error message (with its traceback) kept in the trial row
@@ -75,72 +77,121 @@ def _warm_up(model: torch.nn.Module, ctx: TrainContext) -> None:
 
 
 def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) -> TrialRecord:
-    """Run one trial to its end; report its progress and its final record, and return the record."""
-    t_start = time.time()
-    run_id = uuid.uuid4().hex
-    record = spec.new_record(run_id)
-    record.started_at = t_start
-    resources = spec.resources
-    torch.set_num_threads(max(1, int(resources.get("cpu", 1))))
-    dtype = torch.float64 if resources.get("dtype") == "float64" else torch.float32
-    device = _device(resources)
-    wandb = open_run(WandbSettings.from_dict(runtime.get("wandb")), record)
+    """Run one trial to its end; report its progress and its final record, and return the record.
 
-    def report(progress: dict[str, Any]) -> None:
-        wandb.log(progress)
-        reporter({**progress, "run_id": run_id})
+    ``runtime`` may give ``data_dir``, ``plugin_dirs``, ``wandb`` (settings), ``log_dir`` (where the trial's
+    output is captured, ``<log_dir>/<trial_key>.log``) and ``log_root`` (what ``log_path`` is relative to)."""
+    log_dir = runtime.get("log_dir")
+    log_file = Path(log_dir) / f"{spec.key}.log" if log_dir else None
+    with capture_output(log_file) as captured:
+        trial = _Trial(spec, runtime, reporter)
+        if captured is not None:
+            root = runtime.get("log_root")
+            trial.record.log_path = str(captured.relative_to(root)) if root else str(captured)
+        return trial.run()
 
-    record.status = "ok"
-    metrics: dict[str, dict[str, float]] = {}
-    ctx: TrainContext | None = None
-    with PeakMemory() as mem:
-        try:
-            seed_everything(spec.seed)
-            registry = load_registry(tuple(runtime.get("plugin_dirs", ())))
-            task = build_task(spec, runtime)
-            model_cls = registry.get("models", spec.model)
-            method_cls = registry.get("methods", spec.method)
-            seed_everything(spec.seed)  # the task build must not shift the model's initialisation
-            model = model_cls(task.input, task.output, model_cls.Params.model_validate(spec.model_params))
-            model = model.to(device=device, dtype=dtype)
-            method = method_cls(method_cls.Params.model_validate(spec.method_params))
-            metric = spec.selection.get("metric") or task.primary_metric
-            selection = Selection(metric, task.metric(metric).direction, dict(spec.selection["split_weights"]))
-            record.primary_metric, record.direction = selection.metric, selection.direction
-            record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit} for m in task.metrics}
-            ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer, budget=spec.budget,
-                               eval_every=spec.eval_every, selection=selection, reporter=report, device=device,
-                               dtype=dtype, seed=spec.seed, time_limit_s=resources.get("time_limit_s"),
-                               diagnostics=dict(spec.diagnostics))
-            train = task.train_data()
-            train.train = train.train.to(device, dtype)
-            ctx.method, ctx.train_data = method, train
-            _warm_up(model, ctx)
-            record.setup_time_s = time.time() - t_start
-            ctx.start_clock()
-            method.train(model, train, ctx)
-        except TrialStop as exc:
-            record.status, record.error = exc.status, str(exc)
-        except Exception as exc:  # the method or a plugin failed: an `error` row, never a lost sweep
-            record.status, record.error = "error", _error_text(exc)
-        if ctx is not None:
-            ctx.stop_clock()
-        if ctx is not None and record.status in ("ok", "timeout"):
+
+class _Trial:
+    """The state of one running trial (see :func:`execute_trial`)."""
+
+    def __init__(self, spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) -> None:
+        self.spec, self.runtime, self.reporter = spec, runtime, reporter
+        self.t_start = time.time()
+        self.record = spec.new_record(uuid.uuid4().hex)
+        self.record.started_at = self.t_start
+        self.ctx: TrainContext | None = None
+        self.mem = PeakMemory()
+        self.wandb = open_run(WandbSettings.from_dict(runtime.get("wandb")), self.record)
+        self.watchdog = Watchdog(spec.resources.get("time_limit_s"), self._hard_timeout)
+
+    def report(self, progress: dict[str, Any]) -> None:
+        if self.watchdog.stopped:
+            return
+        self.wandb.log(progress)
+        self.reporter({**progress, "run_id": self.record.run_id})
+
+    def run(self) -> TrialRecord:
+        spec, record = self.spec, self.record
+        resources = spec.resources
+        torch.set_num_threads(max(1, int(resources.get("cpu", 1))))
+        dtype = torch.float64 if resources.get("dtype") == "float64" else torch.float32
+        device = _device(resources)
+        record.status = "ok"
+        metrics: dict[str, dict[str, float]] = {}
+        self.watchdog.start()
+        with self.mem:
             try:
-                splits = ["val", "test"] + (["train"] if ctx.selection.split_weights.get("train") else [])
-                for split in splits:
-                    metrics[split] = _final_evaluate(ctx, split)
-            except Exception as exc:
-                record.status, record.error = "error", f"final evaluation failed: {_error_text(exc)}"
-    _finish_record(record, ctx, metrics, mem, t_start)
-    final: dict[str, Any] = {"final": True, "run_id": run_id, "objective": record.objective,
-                             "record": record.to_json()}
-    if ctx is not None:  # diagnostics logged after the last evaluation (e.g. at the end of training)
-        final.update(ctx.pop_diagnostics())
-    wandb.log({**final, "step": record.steps or 0})
-    reporter(final)
-    wandb.finish(record)
-    return record
+                with self.watchdog.training():
+                    self._train(device, dtype)
+            except TrialStop as exc:
+                record.status, record.error = exc.status, str(exc)
+            except Exception as exc:  # the method or a plugin failed: an `error` row, never a lost sweep
+                record.status, record.error = "error", _error_text(exc)
+            ctx = self.ctx
+            if ctx is not None:
+                ctx.stop_clock()
+                if record.status == "ok" and ctx.steps == 0:
+                    record.status = "error"
+                    record.error = (f"the method made no update within its budget {spec.budget}: its score would be "
+                                    "the untrained model's; raise the budget")
+            if ctx is not None and record.status in ("ok", "timeout"):
+                try:
+                    splits = ["val", "test"] + (["train"] if ctx.selection.split_weights.get("train") else [])
+                    for split in splits:
+                        metrics[split] = _final_evaluate(ctx, split)
+                except Exception as exc:
+                    record.status, record.error = "error", f"final evaluation failed: {_error_text(exc)}"
+        _finish_record(record, self.ctx, metrics, self.mem, self.t_start)
+        if self.watchdog.claim():
+            self._final_report(record)
+        return record
+
+    def _train(self, device: torch.device, dtype: torch.dtype) -> None:
+        spec, runtime, record = self.spec, self.runtime, self.record
+        seed_everything(spec.seed)
+        registry = load_registry(tuple(runtime.get("plugin_dirs", ())))
+        task = build_task(spec, runtime)
+        model_cls = registry.get("models", spec.model)
+        method_cls = registry.get("methods", spec.method)
+        seed_everything(spec.seed)  # the task build must not shift the model's initialisation
+        model = model_cls(task.input, task.output, model_cls.Params.model_validate(spec.model_params))
+        model = model.to(device=device, dtype=dtype)
+        method = method_cls(method_cls.Params.model_validate(spec.method_params))
+        metric = spec.selection.get("metric") or task.primary_metric
+        selection = Selection(metric, task.metric(metric).direction, dict(spec.selection["split_weights"]))
+        record.primary_metric, record.direction = selection.metric, selection.direction
+        record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit} for m in task.metrics}
+        self.ctx = ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer, budget=spec.budget,
+                                      eval_every=spec.eval_every, selection=selection, reporter=self.report,
+                                      device=device, dtype=dtype, seed=spec.seed,
+                                      time_limit_s=spec.resources.get("time_limit_s"),
+                                      diagnostics=dict(spec.diagnostics))
+        train = task.train_data()
+        train.train = train.train.to(device, dtype)
+        ctx.method, ctx.train_data = method, train
+        _warm_up(model, ctx)
+        record.setup_time_s = time.time() - self.t_start
+        ctx.start_clock()
+        method.train(model, train, ctx)
+
+    def _final_report(self, record: TrialRecord, done: bool = False) -> None:
+        final: dict[str, Any] = {"final": True, "run_id": record.run_id, "objective": record.objective,
+                                 "record": record.to_json()}
+        if self.ctx is not None:  # diagnostics logged after the last evaluation (e.g. at the end of training)
+            final.update(self.ctx.pop_diagnostics())
+        if done:
+            final["done"] = True
+        self.wandb.log({**final, "step": record.steps or 0})
+        self.reporter(final)
+        self.wandb.finish(record)
+
+    def _hard_timeout(self, message: str) -> None:
+        """From the watchdog thread: the trial is stuck; report its end (as ``timeout``) in its place."""
+        record = dataclasses.replace(self.record, status="timeout", error=message)
+        if self.ctx is not None:
+            self.ctx.stop_clock()
+        _finish_record(record, self.ctx, {}, self.mem, self.t_start)
+        self._final_report(record, done=True)
 
 
 def _final_evaluate(ctx: TrainContext, split: str) -> dict[str, float]:

@@ -8,14 +8,19 @@ pace with Tune. :class:`ProgressCallback` shows a progress bar and one plain lin
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from suite.record import CurvePoint, TrialRecord, curve_points
+from suite.record import CurvePoint, TrialRecord, curve_points, records_to_table
 from suite.results import ResultsStore
 from suite.sweep import TrialSpec
 
@@ -49,6 +54,8 @@ class ResultsWriter(Callback):
         self._pending_curves: list[CurvePoint] = []
         self._last_flush = time.monotonic()
         self._store: ResultsStore | None = None
+        self._started: set[str] = set()
+        self._flush_error: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with its experiment state
         return {**self.__dict__, "_store": None, "on_row": None}
@@ -60,6 +67,9 @@ class ResultsWriter(Callback):
         return self._store
 
     # --- Tune hooks --------------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._started.add(trial.config["key"])
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         key = trial.config["key"]
         run_id = result.get("run_id") or ""
@@ -82,21 +92,32 @@ class ResultsWriter(Callback):
         self.finish(trial.config["key"], trial_id=trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        message = "trial failed outside the method (worker lost or crashed)"
+        err = None
         try:
             err = trial.get_error()
-            if err is not None:
-                message = f"{type(err).__name__}: {err}"[:ERROR_LIMIT]
         except Exception:
             pass
-        self.finish(trial.config["key"], trial_id=trial.trial_id, status="error", error=message)
+        key = trial.config["key"]
+        record = self.finish(key, trial_id=trial.trial_id, status="error", error=describe_lost_trial(err))
+        if record.log_path is None:  # the trial died before its final report: point to its captured output
+            spec = self.specs[key]
+            relative = f"logs/{spec.experiment}/{key}.log"
+            try:
+                if self.store.fs.get_file_info(self.store.path(relative)).size:
+                    record.log_path = relative
+            except OSError:
+                pass
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self._pending and time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+            self._try_flush()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.flush()
+        self._try_flush()
+
+    def running(self) -> list[str]:
+        """Keys of trials that started and have no row yet."""
+        return sorted(self._started - set(self.written))
 
     # --- rows --------------------------------------------------------------------------------------------
     def finish(self, key: str, *, trial_id: str | None = None, status: str | None = None,
@@ -124,16 +145,76 @@ class ResultsWriter(Callback):
         if self.on_row is not None:
             self.on_row(record)
         if len(self._pending) >= self.flush_every:
-            self.flush()
+            self._try_flush()
         return record
 
     def flush(self) -> None:
         """Write the queued rows (one part per table); a failed write keeps them queued and raises."""
         if not self._pending and not self._pending_curves:
             return
-        self.store.write(self._pending, self._pending_curves, self.flat_types)
+        records = [self._storable(r) for r in self._pending]
+        self.store.write(records, self._pending_curves, self.flat_types)
         self._pending, self._pending_curves = [], []
         self._last_flush = time.monotonic()
+        self._flush_error = None
+
+    def _try_flush(self) -> None:
+        """Flush from inside Tune: an error (disk full, store gone) must not end the sweep; the rows stay
+        queued and the next flush tries again."""
+        try:
+            self.flush()
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            if message != self._flush_error:
+                print(f"rnnbench: could not write {len(self._pending)} finished trials to {self.results} "
+                      f"({message}); keeping them and trying again", file=sys.stderr)
+            self._flush_error = message
+            self._last_flush = time.monotonic()
+
+    def _storable(self, record: TrialRecord) -> TrialRecord:
+        """The record, or (if it cannot be converted to a row) an error row of its trial that says why."""
+        try:
+            records_to_table([record], self.flat_types)
+            return record
+        except Exception as exc:
+            row = self.specs[record.trial_key].new_record(record.run_id)
+            row.trial_id, row.attempts, row.node_id = record.trial_id, record.attempts, record.node_id
+            row.error = (f"the trial ended with status {record.status!r}, but its row could not be stored "
+                         f"({type(exc).__name__}: {exc})")[:ERROR_LIMIT]
+            return row
+
+    def close(self) -> str | None:
+        """The last flush. If the store cannot be written, the queued rows go to a local rescue file
+        (returned as a note) so nothing finished is lost."""
+        try:
+            self.flush()
+            return None
+        except Exception as exc:
+            path = Path(f"rnnbench-rescue-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl").resolve()
+            with open(path, "w") as f:
+                for r in self._pending:
+                    f.write(json.dumps({"trial": dataclasses.asdict(r)}, default=str) + "\n")
+                for c in self._pending_curves:
+                    f.write(json.dumps({"curve": dataclasses.asdict(c)}, default=str) + "\n")
+            n = len(self._pending)
+            self._pending, self._pending_curves = [], []
+            return (f"could not write {n} finished trials to {self.results} ({type(exc).__name__}: {exc}); they are "
+                    f"saved in {path}: fix the store, then `rnnbench import-rows {self.results} {path}`")
+
+
+def describe_lost_trial(err: Any) -> str:
+    """What Ray says about a trial it lost, with the likely cause first (Ray's own text follows)."""
+    if err is None:
+        return "trial failed outside the method (worker lost or crashed)"
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    lowered = text.lower()
+    if "outofmemory" in lowered or "low on memory" in lowered:
+        cause = "killed by Ray's memory monitor: the node ran low on memory (lower resources per node, or ask for more memory)"
+    elif "sigsegv" in lowered or "segmentation" in lowered or "died unexpectedly" in lowered or "actordied" in lowered:
+        cause = "the trial's worker process died (a crash such as a segmentation fault, or the process was killed)"
+    else:
+        cause = "trial failed outside the method"
+    return f"{cause}: {text}"[:ERROR_LIMIT]
 
 
 class ProgressCallback(Callback):

@@ -73,7 +73,7 @@ def test_leaderboard_selects_on_validation_and_aggregates_test_over_seeds(tmp_pa
     store.write(records[:5])
     store.write(records[5:])  # two parts: the leaderboard reads across them
     board = leaderboard(store)
-    assert board.equals(leaderboard(store.trials()))  # a store or its DataFrame: the same answer
+    pd.testing.assert_frame_equal(board, leaderboard(store.trials()))  # a store or its DataFrame: the same answer
     tb = board[board["method"] == "tbptt"].iloc[0]
     assert json.loads(tb["method_params"]) == {"window": 10}
     assert tb["n_seeds"] == 3 and tb["n_ok"] == 3 and tb["configs_tried"] == 3
