@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from suite.context import TrainContext
 from suite.contracts import ANALYTIC_JACOBIAN, STEP, Method, Params, RecurrentModel, SequenceData, TrainData
 from suite.ops import DeerInfo, NewtonNotConverged, deer_solve
+from suite.training.newton import check_solve
 
 VARIANTS = {  # variant -> (jacobian, damping)
     "dense": ("dense", None),
@@ -138,6 +139,8 @@ class DeerParams(Params):
     shuffle: bool = Field(False, description="shuffle sequences each epoch (breaks warm-start reuse across batches)")
     scan_backend: Literal["auto", "loop", "chunked", "associative", "accelerated"] = Field(
         "auto", description="linear-scan backend of the Newton steps")
+    on_nonconvergence: Literal["warn", "error", "ignore"] = Field(
+        "warn", description="a solve that misses its tolerance: count and warn once, end the trial, or count only")
 
 
 class WarmStartCache:
@@ -205,7 +208,7 @@ class Deer(Method):
                     if H.is_cuda:
                         torch.cuda.synchronize()
                     elapsed = time.perf_counter() - t0
-                    if ctx.step(loss, samples=part.batch * part.length, **newton_diagnostics(info),
+                    if ctx.step(loss, samples=part.batch * part.length, **check_solve(info, p.on_nonconvergence, ctx),
                                 tokens_per_s=part.batch * part.length / max(elapsed, 1e-9)):
                         return
 
@@ -228,6 +231,3 @@ class Deer(Method):
         return avg.result()
 
 
-def newton_diagnostics(info: DeerInfo) -> dict[str, float]:
-    return {"newton_iters": float(info.iterations), "residual": float(info.residual),
-            "converged": float(info.converged), "resets": float(info.nan_events + info.clip_events)}

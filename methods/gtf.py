@@ -56,6 +56,7 @@ from suite.context import TrainContext
 from suite.contracts import STEP, Method, Params, RecurrentModel, TrainData
 from suite.ops import DeerInfo, NewtonNotConverged, deer_solve, gtf_deer_solve
 from suite.tasklib.dynamics import OBSERVATION_INVERSE, forcing_signals, state_from_observation
+from suite.training.newton import check_solve
 
 
 def _sibling(name: str) -> Any:
@@ -211,6 +212,8 @@ class GTFParams(Params):
 
 class GTFDeerParams(GTFParams):
     variant: Literal["dense", "quasi", "elk", "quasi-elk"] = Field("dense", description="Newton variant")
+    on_nonconvergence: Literal["warn", "error", "ignore"] = Field(
+        "warn", description="a solve that misses its tolerance: count and warn once, end the trial, or count only")
     max_iter: int = Field(100, gt=0, description="Newton iteration cap per solve")
     sigma2: float = Field(1e8, gt=0.0, description="ELK: emission variance 1/lambda")
     backward: Literal["implicit", "quasi"] = Field("implicit", description="implicit (exact) or quasi gradient")
@@ -252,7 +255,7 @@ class _GTFBase(Method):
                 zhat, k = forcing_signals(model, y_win[:, 1:])
                 norm = schedule.update(model, zhat.detach(), u.detach())
                 key = "whole" if whole else None  # random windows never repeat: no warm start
-                preds, diag = self._forward(model, z0, u, zhat, schedule.alpha, k, state, key)
+                preds, diag = self._forward(model, z0, u, zhat, schedule.alpha, k, state, key, ctx)
                 loss = data.loss(model.readout(preds, u), y_win[:, 1:])
                 total = loss + p.l2 * sum(w.pow(2).sum() for w in weights) if p.l2 > 0 else loss
                 opt.zero_grad(set_to_none=True)
@@ -273,7 +276,7 @@ class _GTFBase(Method):
         return None
 
     def _forward(self, model: RecurrentModel, z0: Tensor, u: Tensor, zhat: Tensor, alpha: float, k: int,
-                 state: Any, key: Any) -> tuple[Tensor, dict[str, float]]:
+                 state: Any, key: Any, ctx: TrainContext) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
 
@@ -282,7 +285,7 @@ class GTF(_GTFBase):
     summary = "Generalized Teacher Forcing (Hess et al. 2023): BPTT through the alpha-forced recurrence, constant or adaptive alpha"
     Params = GTFParams
 
-    def _forward(self, model, z0, u, zhat, alpha, k, state, key):
+    def _forward(self, model, z0, u, zhat, alpha, k, state, key, ctx):
         preds, _ = gtf_sequential(model, z0, u, zhat, alpha, k)
         return preds, {}
 
@@ -298,10 +301,10 @@ class GTFDeer(_GTFBase):
         cache = _deer.WarmStartCache(50_000_000 if p.warm_start else 0)
         return FunctionalCell(model), solver, cache
 
-    def _forward(self, model, z0, u, zhat, alpha, k, state, key):
+    def _forward(self, model, z0, u, zhat, alpha, k, state, key, ctx):
         cell, solver, cache = state
         init = cache.get(key, zhat.shape) if key is not None else None
         preds, Zf, info = gtf_parallel(model, z0, u, zhat, alpha, k, cell=cell, init=init, **solver)
         if key is not None:
             cache.put(key, Zf)
-        return preds, _deer.newton_diagnostics(info)
+        return preds, check_solve(info, self.params.on_nonconvergence, ctx)

@@ -95,6 +95,7 @@ class TrainContext:
     _last_eval_epoch: int = 0
     _last_eval_time: float = 0.0
     _diag: list[tuple[int, str, float]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  #: event counts stored in the trial row (``count``)
 
     # --- what methods use ---------------------------------------------------------------------
     def make_optimizer(self, params: Iterable[nn.Parameter] | None = None, **overrides: Any) -> torch.optim.Optimizer:
@@ -156,6 +157,10 @@ class TrainContext:
             yield self.epochs
             if self.end_epoch():
                 return
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Count events of a kind (e.g. ``nonconverged`` Newton solves); the total lands in the trial row."""
+        self.counters[name] = self.counters.get(name, 0) + int(n)
 
     def log(self, **diagnostics: float) -> None:
         """Record method diagnostics at the current step (reported with the next evaluation)."""

@@ -223,6 +223,7 @@ def _finish_record(record: TrialRecord, ctx: TrainContext | None, metrics: dict[
     record.steps, record.samples, record.epochs = ctx.steps, ctx.samples, ctx.epochs
     record.train_time_s, record.evaluations = ctx.train_time_s, ctx.evaluations
     record.best_val, record.best_step = dict(ctx.best.get("val", {})), ctx.best.get("step")
+    record.nonconverged = ctx.counters.get("nonconverged")
 
 
 def tune_trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]] | None = None,

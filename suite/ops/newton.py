@@ -38,9 +38,9 @@ class DeerInfo:
 
     Attributes:
         iterations: Newton (or LM) updates performed.
-        converged: tolerance met: an update with |dh| <= atol + rtol |h| everywhere that
-            needed no NaN reset or clipping, or, when ``max_iter`` was hit, a final residual
-            within the same bound.
+        converged: the returned trajectory is a fixed point within tolerance: its residual
+            ``|h_t - g(h_{t-1}, u_t)|`` is within ``atol + rtol |h_t|`` everywhere. (A small step
+            alone is not enough: a damped ELK step can be small far from the fixed point.)
         residual: ``max_{b,t} ||h_t - g(h_{t-1}, u_t)||_2`` of the returned trajectory
             (g = f, or the forced map with ``forcing``).
         nan_events: iterate entries that were NaN and were reset to 0.
@@ -164,6 +164,13 @@ def _newton(cfg: _Config, params: Dict[str, Tensor], h0: Tensor, u: Tensor, zhat
     def forced(fx: Tensor) -> Tensor:
         return fx if zhat is None else (1.0 - alpha) * fx + alpha * zhat
 
+    def target(H: Tensor) -> Tensor:
+        return forced(cfg.f(params, _shift(h0, H).reshape(B * T, D), u_flat).reshape(B, T, D))
+
+    def within(H: Tensor, G: Tensor) -> bool:
+        return bool(((H - G).abs() <= atol + rtol * H.abs()).all())
+
+    G_final: Optional[Tensor] = None
     for it in range(cfg.max_iter):
         hprev = _shift(h0, H)
         fx, J = _f_and_jac(cfg, params, hprev.reshape(B * T, D), u_flat, cfg.jacobian)
@@ -189,18 +196,20 @@ def _newton(cfg: _Config, params: Dict[str, Tensor], h0: Tensor, u: Tensor, zhat
         info.iterations = it + 1
         # an update that had to be sanitised is not a fixed point, however small the change
         clean = info.nan_events + info.clip_events == events
-        done = clean and bool(((H_new - H).abs() <= atol + rtol * H_new.abs()).all())
+        small_step = clean and bool(((H_new - H).abs() <= atol + rtol * H_new.abs()).all())
         H = H_new
-        if done:
-            info.converged = True
-            break
+        if small_step:  # a candidate fixed point: confirm it on the residual
+            G_final = target(H)
+            if within(H, G_final):
+                info.converged = True
+                break
+            G_final = None
 
-    # residual of the returned trajectory (one more evaluation of f)
-    fx = cfg.f(params, _shift(h0, H).reshape(B * T, D), u_flat).reshape(B, T, D)
-    G = forced(fx)
+    # residual of the returned trajectory (one more evaluation of f unless the test above made it)
+    G = G_final if G_final is not None else target(H)
     info.residual = _residual_norm(H, G)
     if not info.converged:
-        info.converged = bool(((H - G).abs() <= atol + rtol * H.abs()).all())
+        info.converged = within(H, G)
     if not info.converged:
         warnings.warn(
             f"DEER solve did not converge in {cfg.max_iter} iterations "

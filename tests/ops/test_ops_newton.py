@@ -407,3 +407,27 @@ def test_input_validation():
         deer_solve(f, p, h0, u, damping="lm")
     with pytest.raises(ValueError):
         gtf_deer_solve(f, p, h0, u, 1.5, torch.zeros(1, 4, 3))
+
+
+@pytest.mark.parametrize("jacobian", ["dense", "diag"])
+@pytest.mark.parametrize("sigma2", [1.0, 100.0])
+def test_stalled_elk_is_not_reported_converged(jacobian, sigma2):
+    """A damped ELK step can be tiny far from the fixed point (chaotic logistic map): convergence is
+    judged on the residual of the returned trajectory, never on the step size alone."""
+
+    def logistic(p, h, u):
+        return p["r"] * h * (1 - h) + 0 * u
+
+    p = {"r": torch.tensor(3.9, dtype=F64)}
+    h0, u = torch.full((2, 1), 0.3, dtype=F64), torch.zeros(2, 60, 1, dtype=F64)
+    R = sequential_rollout(lambda h, x: logistic(p, h, x), h0, u)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NewtonNotConverged)
+        H, info = deer_solve(logistic, p, h0, u, jacobian=jacobian, damping="elk", sigma2=sigma2, max_iter=20)
+    atol, rtol = 1e-6, 1e-4
+    residual_ok = info.residual <= atol + rtol * float(H.abs().max())
+    assert not info.converged and not residual_ok and float((H - R).abs().max()) > 0.1
+    assert any(issubclass(w.category, NewtonNotConverged) for w in caught)
+    # with enough iterations the same solver reaches the rollout, and says so
+    H, info = deer_solve(logistic, p, h0, u, jacobian=jacobian, damping="elk", sigma2=sigma2, max_iter=200)
+    assert info.converged == bool(torch.allclose(H, R, atol=1e-5))

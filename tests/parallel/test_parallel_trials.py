@@ -91,3 +91,15 @@ def test_deer_warm_start_reuses_the_previous_trajectory():
     _, H, cold = deer.deer_forward(model, x)
     _, _, warm = deer.deer_forward(model, x, init=H)
     assert warm.iterations < cold.iterations
+
+
+def test_deer_nonconvergence_policy_is_counted_and_enforced():
+    params = {"variant": "dense", "seq_len": 80, "max_iter": 1, "warm_start": False}
+    record, _ = run(spec("toy-sysid", {"length": 80}, "elman", {"hidden_size": 6}, "deer", params, steps=3))
+    assert record.nonconverged == 3  # one solve per update, none converged in 1 iteration
+    record = execute_trial(spec("toy-sysid", {"length": 80}, "elman", {"hidden_size": 6}, "deer",
+                                {**params, "on_nonconvergence": "error"}, steps=3), {}, lambda r: None)
+    assert record.status == "error" and "did not converge" in record.error and "max_iter" in record.error
+    converged, _ = run(spec("toy-sysid", {"length": 80}, "elman", {"hidden_size": 6}, "deer",
+                            {**params, "max_iter": 200, "on_nonconvergence": "error"}, steps=2))
+    assert converged.nonconverged == 0
