@@ -268,7 +268,8 @@ def _run_optuna(manifest: Manifest, registry: Registry, results: str, sweep, max
                         statuses={k: v for o in outcomes for k, v in o.statuses.items()},
                         wall_time_s=sum(o.wall_time_s for o in outcomes),
                         interrupted=any(o.interrupted for o in outcomes),
-                        notes=[n for o in outcomes for n in o.notes])
+                        notes=[n for o in outcomes for n in o.notes],
+                        rescue=next((o.rescue for o in outcomes if o.rescue), None))
 
 
 def _finish_run(outcome, results: str, total: int) -> None:
@@ -281,6 +282,8 @@ def _finish_run(outcome, results: str, total: int) -> None:
     for note in outcome.notes[-3:]:
         err.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
     missing = outcome.ran - len(outcome.statuses)
+    if outcome.rescue:
+        raise _fail(outcome.rescue, code=EXIT_TRIALS_FAILED)
     if outcome.interrupted:
         err.print(f"[bold red]interrupted:[/] {len(outcome.statuses)} trials finished and are stored; {missing} did "
                   f"not finish. Run the same command with --resume to run only those.", soft_wrap=True)

@@ -34,6 +34,8 @@ from suite.wandb_run import WandbSettings, drain_loggers, start_loggers
 os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
 # rnnbench's Parquet store is the record: Tune's own per-trial JSON/CSV/TensorBoard files only cost driver time
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# a failed trial's error goes to its row (and one line of progress), not as a traceback on the driver's stderr
+os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 def wandb_api_key_configured() -> bool:
@@ -62,6 +64,7 @@ class SweepOutcome:
     experiment_path: str | None = None
     interrupted: bool = False  #: Ctrl-C / SIGTERM: the trials without a row run again with --resume
     notes: list[str] = field(default_factory=list)  #: what the user should know (stale rows, restarts, rescue files)
+    rescue: str | None = None  #: rows the store could not take were saved there (see the note)
 
     @property
     def failed(self) -> int:
@@ -96,8 +99,9 @@ def _ensure_ray(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0; we show our own progress
-    # Ctrl-C: Tune stops gracefully and rnnbench says to rerun with --resume (Tune's Tuner.restore hint is silenced)
-    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    # Ctrl-C: Tune stops gracefully and rnnbench says to rerun with --resume (Tune's Tuner.restore hint and its
+    # "Trials did not complete" list are silenced: the summary line and the rows say it)
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
     # the result grid looks for Tune's per-trial result files, which rnnbench turns off (its store is the record)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if ray.is_initialized():
@@ -231,7 +235,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     from ray import tune
 
     from suite.trial import tune_trainable
-    from suite.tune_callbacks import ProgressCallback, ResultsWriter
+    from suite.tune_callbacks import ProgressCallback, ResultsWriter, describe_lost_trial
 
     wandb = None
     if mode != "disabled":
@@ -287,8 +291,8 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
                     raise Interrupted() from exc
                 lost = writer.running()
                 for key in lost:
-                    writer.finish(key, status="error", error=f"lost: Ray Tune stopped while this trial ran "
-                                  f"({type(exc).__name__}: {str(exc)[:500]})")
+                    writer.finish(key, status="error", error=describe_lost_trial(
+                        f"Ray Tune stopped while this trial ran ({type(exc).__name__}: {str(exc)[:1000]})"))
                 remaining = [k for k in remaining if k not in writer.written]
                 last = round_ == MAX_TUNE_RESTARTS
                 console.print(f"[yellow]warning:[/] Ray Tune stopped ({type(exc).__name__}: {str(exc)[:300]}); "
@@ -308,15 +312,13 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
         _restore_interrupt_handlers(previous)
         progress.close()
         rescue = writer.close()
-        if rescue:
-            notes.append(rescue)
         if loggers:
             drain_loggers(loggers, dict(writer.runs_by_node))
     if compact and not rescue:
         store.compact(manifest.name)
     return SweepOutcome(ran=len(todo), skipped_finished=skipped, statuses=dict(writer.written),
                         wall_time_s=time.time() - t0, experiment_path=experiment_path, interrupted=interrupted,
-                        notes=notes)
+                        notes=notes, rescue=rescue)
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import threading
 import time
 import traceback
 import uuid
@@ -29,7 +30,7 @@ from suite.envinfo import PeakMemory, environment
 from suite.record import TrialRecord
 from suite.registry import load_registry
 from suite.sweep import TrialSpec
-from suite.trial_guard import Watchdog, capture_output
+from suite.trial_guard import Interruptible, capture_output, supervise
 from suite.wandb_run import WandbSettings, open_run
 
 ERROR_MESSAGE_LIMIT = 4000  #: characters of an error message (with its traceback) kept in the trial row
@@ -88,7 +89,7 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
         if captured is not None:
             root = runtime.get("log_root")
             trial.record.log_path = str(captured.relative_to(root)) if root else str(captured)
-        return trial.run()
+        return supervise(trial.run, trial.give_up, spec.resources.get("time_limit_s"), trial.guard)
 
 
 class _Trial:
@@ -102,10 +103,12 @@ class _Trial:
         self.ctx: TrainContext | None = None
         self.mem = PeakMemory()
         self.wandb = open_run(WandbSettings.from_dict(runtime.get("wandb")), self.record)
-        self.watchdog = Watchdog(spec.resources.get("time_limit_s"), self._hard_timeout)
+        self.guard = Interruptible()
+        self._final_lock = threading.Lock()
+        self._final_sent = False
 
     def report(self, progress: dict[str, Any]) -> None:
-        if self.watchdog.stopped:
+        if self.guard.given_up:
             return
         self.wandb.log(progress)
         self.reporter({**progress, "run_id": self.record.run_id})
@@ -118,13 +121,13 @@ class _Trial:
         device = _device(resources)
         record.status = "ok"
         metrics: dict[str, dict[str, float]] = {}
-        self.watchdog.start()
         with self.mem:
             try:
-                with self.watchdog.training():
-                    self._train(device, dtype)
+                self._train(device, dtype)
             except TrialStop as exc:
-                record.status, record.error = exc.status, str(exc)
+                limit = spec.resources.get("time_limit_s")
+                record.status = exc.status
+                record.error = str(exc) or f"trial exceeded its time limit of {limit:g} s (interrupted)"
             except Exception as exc:  # the method or a plugin failed: an `error` row, never a lost sweep
                 record.status, record.error = "error", _error_text(exc)
             ctx = self.ctx
@@ -142,8 +145,7 @@ class _Trial:
                 except Exception as exc:
                     record.status, record.error = "error", f"final evaluation failed: {_error_text(exc)}"
         _finish_record(record, self.ctx, metrics, self.mem, self.t_start)
-        if self.watchdog.claim():
-            self._final_report(record)
+        self._final_report(record)
         return record
 
     def _train(self, device: torch.device, dtype: torch.dtype) -> None:
@@ -172,26 +174,31 @@ class _Trial:
         _warm_up(model, ctx)
         record.setup_time_s = time.time() - self.t_start
         ctx.start_clock()
-        method.train(model, train, ctx)
+        with self.guard.span(ready=lambda: ctx.steps > 0):
+            method.train(model, train, ctx)
 
-    def _final_report(self, record: TrialRecord, done: bool = False) -> None:
+    def _final_report(self, record: TrialRecord) -> None:
+        """Send the final report, once: by the trial, or by the supervisor that gave it up."""
+        with self._final_lock:
+            if self._final_sent:
+                return
+            self._final_sent = True
         final: dict[str, Any] = {"final": True, "run_id": record.run_id, "objective": record.objective,
                                  "record": record.to_json()}
         if self.ctx is not None:  # diagnostics logged after the last evaluation (e.g. at the end of training)
             final.update(self.ctx.pop_diagnostics())
-        if done:
-            final["done"] = True
         self.wandb.log({**final, "step": record.steps or 0})
         self.reporter(final)
         self.wandb.finish(record)
 
-    def _hard_timeout(self, message: str) -> None:
-        """From the watchdog thread: the trial is stuck; report its end (as ``timeout``) in its place."""
+    def give_up(self, message: str) -> TrialRecord:
+        """The trial overran its time limit and does not stop: its ``timeout`` record, reported in its place."""
         record = dataclasses.replace(self.record, status="timeout", error=message)
         if self.ctx is not None:
             self.ctx.stop_clock()
         _finish_record(record, self.ctx, {}, self.mem, self.t_start)
-        self._final_report(record, done=True)
+        self._final_report(record)
+        return record
 
 
 def _final_evaluate(ctx: TrainContext, split: str) -> dict[str, float]:

@@ -1,11 +1,15 @@
-"""What protects a trial from itself: a watchdog for its time limit, and the capture of its output.
+"""What protects a trial from itself: a time-limit supervisor, and the capture of its output.
 
-:class:`Watchdog` ends a trial that runs past ``resources.time_limit_s`` even when the method never calls
-``ctx.step`` again. At the limit it raises :class:`~suite.context.TrialTimeout` inside the training thread
-(this stops Python code that loops or waits in short calls); if the trial has not ended ``grace_s`` later
-(it is blocked inside one long C call), the watchdog sends the trial's final ``timeout`` report itself,
-marked ``done`` so Tune ends the trial; the stuck thread keeps the worker from being reused, so Ray
-replaces it. Either way the trial gets a ``timeout`` row and the sweep goes on.
+:func:`supervise` runs a trial in a thread of its own and waits for it at most ``resources.time_limit_s``.
+A method that calls into the context is stopped there past the limit (``ctx.step``, ``ctx.log`` and
+evaluations raise :class:`~suite.context.TrialTimeout`). At the limit a trial still running its method
+after its first update is interrupted with the same exception (this stops Python code that loops without
+calling the context; before the first update it is not done: the trial may be importing modules, and an
+exception there would leave a half-initialised module behind for the next trial in the worker). If the
+trial has not ended ``grace_s`` after the limit (it blocks inside C code), the supervisor gives up on it:
+the trial's ``timeout`` record is reported in its place and returned, and the stuck thread is left behind
+(whatever it reports later is dropped). Either way the trial gets a ``timeout`` row, the worker is free
+for the next trial, and the sweep goes on.
 
 :func:`capture_output` sends the trial's stdout and stderr (file descriptors 1 and 2, so output of C code,
 threads and ``logging`` too) to ``RESULTS/logs/<experiment>/<trial_key>.log``, which error rows point to.
@@ -19,9 +23,11 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from suite.context import TrialTimeout
+
+GRACE_S = 5.0  #: how long a trial gets to stop after its time limit before it is given up
 
 
 def _raise_in(thread_id: int, exc_type: type[BaseException] | None) -> None:
@@ -30,64 +36,61 @@ def _raise_in(thread_id: int, exc_type: type[BaseException] | None) -> None:
                                                ctypes.py_object(exc_type) if exc_type else ctypes.c_void_p())
 
 
-class Watchdog:
-    """Enforces a trial's wall-clock limit from a daemon thread (see the module docstring)."""
+class Interruptible:
+    """Marks the span in which a trial thread may be interrupted (its method, after the first update)."""
 
-    def __init__(self, limit_s: float | None, on_hard_timeout: Callable[[str], None], grace_s: float = 5.0) -> None:
-        self.limit_s, self.grace_s = limit_s, grace_s
-        self._on_hard_timeout = on_hard_timeout
-        self._thread_id = threading.get_ident()
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._training = False
-        self.claimed_by: str | None = None  #: "trial" or "watchdog": who sent the final report
-        self.fired = False
-
-    def start(self) -> Watchdog:
-        if self.limit_s:
-            threading.Thread(target=self._run, name="rnnbench-watchdog", daemon=True).start()
-        return self
+        self._thread_id: int | None = None
+        self.ready: Callable[[], bool] = lambda: True
+        self.given_up = False  #: the supervisor reported this trial's end: later reports are dropped
 
     @contextlib.contextmanager
-    def training(self) -> Iterator[None]:
-        """The span in which the watchdog may interrupt the trial thread."""
+    def span(self, ready: Callable[[], bool]) -> Iterator[None]:
         with self._lock:
-            self._training = True
+            self._thread_id, self.ready = threading.get_ident(), ready
         try:
             yield
         finally:
             with self._lock:
-                self._training = False
-                _raise_in(self._thread_id, None)  # an interrupt that arrived too late is dropped here
+                if self._thread_id is not None:
+                    _raise_in(self._thread_id, None)  # an interrupt that arrived too late is dropped here
+                self._thread_id = None
 
-    def claim(self) -> bool:
-        """The trial is about to send its final report; False if the watchdog already sent one."""
+    def interrupt(self) -> bool:
         with self._lock:
-            if self.claimed_by is None:
-                self.claimed_by = "trial"
-                self._done.set()
-            return self.claimed_by == "trial"
+            if self._thread_id is None or not self.ready():
+                return False
+            _raise_in(self._thread_id, TrialTimeout)
+            return True
 
-    @property
-    def stopped(self) -> bool:
-        """The watchdog sent the final report: whatever the trial thread reports now is dropped."""
-        return self.claimed_by == "watchdog"
 
-    def _run(self) -> None:
-        if self._done.wait(self.limit_s):
-            return
-        self.fired = True
-        with self._lock:
-            if self._training and self.claimed_by is None:
-                _raise_in(self._thread_id, TrialTimeout)
-        if self._done.wait(self.grace_s):
-            return
-        with self._lock:
-            if self.claimed_by is not None:
-                return
-            self.claimed_by = "watchdog"
-        self._on_hard_timeout(f"trial exceeded its time limit of {self.limit_s:g} s and did not stop within "
-                              f"{self.grace_s:g} s more (blocked outside Python); its worker was replaced")
+def supervise(run: Callable[[], Any], give_up: Callable[[str], Any], limit_s: float | None,
+              guard: Interruptible, grace_s: float = GRACE_S) -> Any:
+    """``run()`` in a daemon thread; its result, or ``give_up(message)``'s when it overruns ``limit_s``."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = run()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="rnnbench-trial", daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if thread.is_alive():
+        interrupted = guard.interrupt()
+        thread.join(grace_s)
+        if thread.is_alive():
+            guard.given_up = True
+            how = ("an interrupt was sent and it did not stop (blocked outside Python?)" if interrupted
+                   else "it is blocked (outside Python, or before its first update)")
+            return give_up(f"trial exceeded its time limit of {limit_s:g} s and was given up {grace_s:g} s later: "
+                           f"{how}")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 @contextlib.contextmanager

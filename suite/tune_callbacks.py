@@ -92,12 +92,8 @@ class ResultsWriter(Callback):
         self.finish(trial.config["key"], trial_id=trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        err = None
-        try:
-            err = trial.get_error()
-        except Exception:
-            pass
         key = trial.config["key"]
+        err = _trial_error(trial)
         record = self.finish(key, trial_id=trial.trial_id, status="error", error=describe_lost_trial(err))
         if record.log_path is None:  # the trial died before its final report: point to its captured output
             spec = self.specs[key]
@@ -202,11 +198,25 @@ class ResultsWriter(Callback):
                     f"saved in {path}: fix the store, then `rnnbench import-rows {self.results} {path}`")
 
 
+def _trial_error(trial: Any) -> Any:
+    """Ray's account of a failed trial: its error text in storage, its local error file, or the exception."""
+    for read in (lambda: trial.get_error(), lambda: Path(trial.error_file).read_text(),
+                 lambda: trial.get_pickled_error()):
+        try:
+            err = read()
+        except Exception:
+            continue
+        if err:
+            return err
+    return None
+
+
 def describe_lost_trial(err: Any) -> str:
     """What Ray says about a trial it lost, with the likely cause first (Ray's own text follows)."""
     if err is None:
         return "trial failed outside the method (worker lost or crashed)"
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("Failure # ")).strip()
     lowered = text.lower()
     if "outofmemory" in lowered or "low on memory" in lowered:
         cause = "killed by Ray's memory monitor: the node ran low on memory (lower resources per node, or ask for more memory)"

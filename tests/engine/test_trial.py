@@ -94,3 +94,22 @@ def test_wandb_offline_run_from_the_trial_process(write_manifest, tmp_path):
     assert run["summary"]["status"] == "ok" and run["summary"]["test/rmse"] == record.metric("test")
     assert {"val/rmse", "train/loss"} <= {k for row in run["history"] for k in row}
     assert set(run["tags"]) == {"toy-sysid", "gru", "bptt", "extra"} and run["config"]["seed"] == spec.seed
+
+
+@pytest.mark.parametrize("method, fragment", [("spinning", "time limit of 4 s"), ("blocking", "given up")])
+def test_time_limit_ends_a_trial_that_never_returns(write_manifest, method, fragment):
+    import time
+    from pathlib import Path
+
+    plugins = str(Path(__file__).resolve().parent.parent / "fixtures" / "plugins")
+    manifest = load_manifest(write_manifest(), lambda extra: load_registry([plugins, *extra]),
+                             [f"methods=[{{name: {method}}}]", "resources={cpu: 1, time_limit_s: 4}"])
+    spec = expand(manifest, load_registry([plugins])).trials[0]
+    reports = []
+    t0 = time.monotonic()
+    record = execute_trial(spec, {"plugin_dirs": [plugins]}, reports.append)
+    elapsed = time.monotonic() - t0
+    assert record.status == "timeout" and fragment in record.error and "time limit of 4 s" in record.error
+    assert elapsed < 4 + 5 + 3  # the limit, the grace period, slack
+    assert reports[-1]["final"] and TrialRecord.from_json(reports[-1]["record"]).status == "timeout"
+    assert sum(1 for r in reports if r.get("final")) == 1
