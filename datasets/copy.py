@@ -155,9 +155,9 @@ class CopyTask(Task):
     family = "language"
     Params = CopyParams
     metrics = (
-        MetricSpec("ppl", "min", "", "perplexity exp(ce) over all positions, blanks included (reference protocol)"),
-        MetricSpec("ce", "min", "nats/token", "mean cross-entropy over all positions, carried-state evaluation"),
-        MetricSpec("acc", "max", "", "fraction of positions whose argmax is the target"),
+        MetricSpec("ppl", "min", "", "perplexity exp(ce) over all positions, blanks included (reference protocol)", low=1.0),
+        MetricSpec("ce", "min", "nats/token", "mean cross-entropy over all positions, carried-state evaluation", low=0.0),
+        MetricSpec("acc", "max", "", "fraction of positions whose argmax is the target", low=0.0, high=1.0),
     )
     primary_metric = "ppl"
 

@@ -71,8 +71,8 @@ class MarkovTokens(TokenStreamTask):
     Params = MarkovParams
     level = "char"
     metrics = (
-        MetricSpec("bpt", "min", "bits/token", "bits per token, ce / ln 2 (carried-state evaluation)"),
-        MetricSpec("ce", "min", "nats/token", "mean next-token cross-entropy, carried-state evaluation"),
+        MetricSpec("bpt", "min", "bits/token", "bits per token, ce / ln 2 (carried-state evaluation)", low=0.0),
+        MetricSpec("ce", "min", "nats/token", "mean next-token cross-entropy, carried-state evaluation", low=0.0),
     )
     primary_metric = "bpt"
 

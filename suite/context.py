@@ -96,6 +96,9 @@ class TrainContext:
     _last_eval_time: float = 0.0
     _diag: list[tuple[int, str, float]] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  #: event counts stored in the trial row (``count``)
+    keep_best: bool = False  #: snapshot the parameters at every new best evaluation (``evaluation: best_val``)
+    best_state: dict[str, Tensor] | None = None
+    on_new_best: Callable[[dict[str, Tensor]], None] | None = None  #: e.g. writes the snapshot to disk
 
     # --- what methods use ---------------------------------------------------------------------
     def make_optimizer(self, params: Iterable[nn.Parameter] | None = None, **overrides: Any) -> torch.optim.Optimizer:
@@ -242,6 +245,10 @@ class TrainContext:
             self._gradient_fidelity()
         if not self.best or self.selection.oriented(score) < self.selection.oriented(self.best["score"]):
             self.best = {"score": score, "step": self.steps, "val": dict(val)}
+            if self.keep_best:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                if self.on_new_best is not None:
+                    self.on_new_best(self.best_state)
         self.reporter(self.progress_record(by_split, score))
 
     def _gradient_fidelity(self) -> None:

@@ -66,6 +66,8 @@ class MetricSpec:
     direction: Literal["min", "max"]
     unit: str = ""
     description: str = ""
+    low: float | None = None  #: smallest possible value (confidence intervals are clipped to [low, high])
+    high: float | None = None  #: largest possible value
 
 
 @dataclass

@@ -153,6 +153,18 @@ class Selection(Strict):
         return v
 
 
+class Evaluation(Strict):
+    """Which parameters the final metrics are measured at.
+
+    ``final`` (default): the parameters at the end of the budget. ``best_val``: the parameters of the
+    evaluation with the best selection score during training (kept in memory; for trials that train longer
+    than ``to_disk_after_s`` also written to ``RESULTS/checkpoints/<experiment>/<trial_key>.pt``), as the
+    Aicher et al. tables report test at the best validation checkpoint."""
+
+    checkpoint: Literal["final", "best_val"] = "final"
+    to_disk_after_s: Seconds = 600.0
+
+
 class Diagnostics(Strict):
     """Optional measurements taken at every evaluation (their time is not charged to the budget)."""
 
@@ -188,6 +200,7 @@ class Manifest(Strict):
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler | None = None
     selection: Selection = Field(default_factory=Selection)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
     wandb: WandbSettings = Field(default_factory=WandbSettings)
     max_concurrent: Count | None = None

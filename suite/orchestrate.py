@@ -246,6 +246,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
                "plugin_dirs": [str(Path(p).resolve()) for p in (plugin_dirs or [])],
                "wandb": wandb.to_dict() if wandb else None,
                "log_dir": str(Path(local_base) / "logs" / manifest.name) if local_base else None,
+               "checkpoint_dir": str(Path(local_base) / "checkpoints" / manifest.name) if local_base else None,
                "log_root": local_base}
     specs = {t.key: t for t in todo}
     writer = ResultsWriter(store.root, specs, flat_types_of(t.new_record() for t in todo),

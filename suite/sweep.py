@@ -40,6 +40,7 @@ class TrialSpec:
     eval_every: dict[str, Any]
     selection: dict[str, Any]
     resources: dict[str, Any]
+    evaluation: dict[str, Any] = field(default_factory=lambda: {"checkpoint": "final"})
     diagnostics: dict[str, Any] = field(default_factory=dict)
     config_id: str = ""
     key: str = ""
@@ -140,17 +141,20 @@ def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_par
     budget = (budget_override or m.budget).model_dump(exclude_none=True)
     eval_every = m.eval_every.model_dump(exclude_none=True)
     selection = m.selection.model_dump()
-    # the selection rule is part of a trial's identity: its score is computed with it
+    evaluation = m.evaluation.model_dump()
+    # the selection rule and the evaluation checkpoint are part of a trial's identity: its scores depend on them
     identity = dict(task=task, task_params=task_params, model=model, model_params=model_params, method=method,
                     method_params=method_params, optimizer=opt, budget=budget, eval_every=eval_every,
                     dtype=m.resources.dtype, selection=selection)
+    if evaluation["checkpoint"] != "final":  # the default leaves the keys of earlier sweeps as they were
+        identity["evaluation"] = evaluation
     config_id = _digest({"experiment": m.name, **identity})
     out = []
     for seed in m.seeds:
         out.append(TrialSpec(
             experiment=m.name, task=task, task_params=task_params, model=model, model_params=model_params,
             method=method, method_params=method_params, optimizer=opt, seed=seed, budget=budget,
-            eval_every=eval_every, selection=selection, resources=m.resources.model_dump(),
+            eval_every=eval_every, selection=selection, resources=m.resources.model_dump(), evaluation=evaluation,
             diagnostics=m.diagnostics.model_dump(),
             config_id=config_id, key=_digest({"experiment": m.name, **identity, "seed": seed}),
         ))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import threading
 import time
 import traceback
@@ -138,6 +139,7 @@ class _Trial:
                     record.error = (f"the method made no update within its budget {spec.budget}: its score would be "
                                     "the untrained model's; raise the budget")
             if ctx is not None and record.status in ("ok", "timeout"):
+                self._restore_best(ctx)
                 try:
                     splits = ["val", "test"] + (["train"] if ctx.selection.split_weights.get("train") else [])
                     for split in splits:
@@ -162,7 +164,8 @@ class _Trial:
         metric = spec.selection.get("metric") or task.primary_metric
         selection = Selection(metric, task.metric(metric).direction, dict(spec.selection["split_weights"]))
         record.primary_metric, record.direction = selection.metric, selection.direction
-        record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit} for m in task.metrics}
+        record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit, "low": m.low, "high": m.high}
+                               for m in task.metrics}
         self.ctx = ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer, budget=spec.budget,
                                       eval_every=spec.eval_every, selection=selection, reporter=self.report,
                                       device=device, dtype=dtype, seed=spec.seed,
@@ -171,11 +174,44 @@ class _Trial:
         train = task.train_data()
         train.train = train.train.to(device, dtype)
         ctx.method, ctx.train_data = method, train
+        evaluation = spec.evaluation or {}
+        if evaluation.get("checkpoint") == "best_val":
+            ctx.keep_best = True
+            ctx.on_new_best = self._checkpoint_writer(float(evaluation.get("to_disk_after_s", 600.0)))
         _warm_up(model, ctx)
         record.setup_time_s = time.time() - self.t_start
         ctx.start_clock()
         with self.guard.span(ready=lambda: ctx.steps > 0):
             method.train(model, train, ctx)
+
+    def _checkpoint_writer(self, after_s: float) -> Any:
+        """Writes the best-validation parameters to ``checkpoints/<experiment>/<trial_key>.pt`` once the trial
+        has trained ``after_s`` seconds (short trials keep them in memory only)."""
+        folder = self.runtime.get("checkpoint_dir")
+        if not folder:
+            return None
+
+        def write(state: dict[str, torch.Tensor]) -> None:
+            if self.ctx is None or self.ctx.train_time_s < after_s:
+                return
+            path = Path(folder) / f"{self.spec.key}.pt"
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".pt.tmp")
+                torch.save({"state_dict": state, "step": self.ctx.steps, "score": self.ctx.best.get("score")}, tmp)
+                tmp.replace(path)
+            except OSError as exc:  # a checkpoint on disk is a convenience, never the reason a trial fails
+                print(f"rnnbench: could not write the best-validation checkpoint {path}: {exc}", file=sys.stderr)
+
+        return write
+
+    def _restore_best(self, ctx: TrainContext) -> None:
+        """``evaluation: best_val``: the final metrics are measured at the best evaluation's parameters."""
+        if ctx.keep_best and ctx.best_state is not None:
+            ctx.model.load_state_dict(ctx.best_state)
+            self.record.checkpoint, self.record.checkpoint_step = "best_val", ctx.best.get("step")
+        else:
+            self.record.checkpoint, self.record.checkpoint_step = "final", ctx.steps
 
     def _final_report(self, record: TrialRecord) -> None:
         """Send the final report, once: by the trial, or by the supervisor that gave it up."""

@@ -54,9 +54,9 @@ DSTSP_BINS = 30
 DH_SIGMA = 20.0
 
 DSR_METRICS = (
-    MetricSpec("dstsp", "min", "", "state-space divergence of a free run (30 bins for N < 6, GMM otherwise)"),
-    MetricSpec("dh", "min", "", "power-spectrum Hellinger distance of a free run (smoothing sigma 20)"),
-    MetricSpec("pe20", "min", "", "20-step-ahead prediction MSE from every point (observation inversion)"),
+    MetricSpec("dstsp", "min", "", "state-space divergence of a free run (30 bins for N < 6, GMM otherwise)", low=0.0),
+    MetricSpec("dh", "min", "", "power-spectrum Hellinger distance of a free run (smoothing sigma 20)", low=0.0, high=1.0),
+    MetricSpec("pe20", "min", "", "20-step-ahead prediction MSE from every point (observation inversion)", low=0.0),
 )
 
 

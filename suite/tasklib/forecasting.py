@@ -55,8 +55,8 @@ class ForecastParams(Params):
 
 def forecast_metric_specs() -> tuple[MetricSpec, ...]:
     return (
-        MetricSpec("mse", "min", "", "forecast MSE on the z-scored scale, mean over windows, horizon, channels"),
-        MetricSpec("mae", "min", "", "forecast MAE on the z-scored scale, mean over windows, horizon, channels"),
+        MetricSpec("mse", "min", "", "forecast MSE on the z-scored scale, mean over windows, horizon, channels", low=0.0),
+        MetricSpec("mae", "min", "", "forecast MAE on the z-scored scale, mean over windows, horizon, channels", low=0.0),
     )
 
 

@@ -95,10 +95,10 @@ class TokenStreamTask(Task):
 
     @classmethod
     def metric_specs(cls, level: str) -> tuple[MetricSpec, ...]:
-        ce = MetricSpec("ce", "min", "nats/token", "mean next-token cross-entropy, carried-state evaluation")
+        ce = MetricSpec("ce", "min", "nats/token", "mean next-token cross-entropy, carried-state evaluation", low=0.0)
         if level == "word":
-            return (ce, MetricSpec("ppl", "min", "1", "perplexity exp(ce)"))
-        return (ce, MetricSpec("bpc", "min", "bits/char", "bits per character, ce / ln 2"))
+            return (ce, MetricSpec("ppl", "min", "1", "perplexity exp(ce)", low=1.0))
+        return (ce, MetricSpec("bpc", "min", "bits/char", "bits per character, ce / ln 2", low=0.0))
 
     @abstractmethod
     def load(self) -> tuple[list[str], dict[str, np.ndarray]]:

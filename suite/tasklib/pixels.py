@@ -101,12 +101,12 @@ class PixelTask(Task):
     Params = PixelParams
     num_classes: ClassVar[int] = 10
     GENERATIVE_METRICS: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("bpp", "min", "bits/pixel", "bits per pixel over pixels 2..784 of every digit (generative)"),
-        MetricSpec("ce", "min", "nats/token", "mean cross-entropy per scored position"),
+        MetricSpec("bpp", "min", "bits/pixel", "bits per pixel over pixels 2..784 of every digit (generative)", low=0.0),
+        MetricSpec("ce", "min", "nats/token", "mean cross-entropy per scored position", low=0.0),
     )
     CLASSIFICATION_METRICS: ClassVar[tuple[MetricSpec, ...]] = (
-        MetricSpec("acc", "max", "fraction", "accuracy of the prediction after the last pixel (classification)"),
-        MetricSpec("ce", "min", "nats/token", "mean cross-entropy per scored position"),
+        MetricSpec("acc", "max", "fraction", "accuracy of the prediction after the last pixel (classification)", low=0.0, high=1.0),
+        MetricSpec("ce", "min", "nats/token", "mean cross-entropy per scored position", low=0.0),
     )
     # class level: every metric either variant may report (the instance narrows it to its variant)
     metrics = GENERATIVE_METRICS + CLASSIFICATION_METRICS[:1]

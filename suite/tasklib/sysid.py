@@ -22,11 +22,11 @@ from suite.metrics.sysid import sysid_metrics
 
 def sysid_metric_specs(unit: str) -> tuple[MetricSpec, ...]:
     return (
-        MetricSpec("rmse", "min", unit, "simulation RMSE, initialisation window excluded"),
-        MetricSpec("nrmse", "min", "", "RMSE / std(y)"),
-        MetricSpec("fit", "max", "%", "100 (1 - NRMSE)"),
-        MetricSpec("r2", "max", "", "1 - NRMSE^2"),
-        MetricSpec("mse_std", "min", "", "MSE of standardised signals over the whole sequence (burn-in paper)"),
+        MetricSpec("rmse", "min", unit, "simulation RMSE, initialisation window excluded", low=0.0),
+        MetricSpec("nrmse", "min", "", "RMSE / std(y)", low=0.0),
+        MetricSpec("fit", "max", "%", "100 (1 - NRMSE)", high=100.0),
+        MetricSpec("r2", "max", "", "1 - NRMSE^2", high=1.0),
+        MetricSpec("mse_std", "min", "", "MSE of standardised signals over the whole sequence (burn-in paper)", low=0.0),
     )
 
 

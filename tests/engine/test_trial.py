@@ -34,7 +34,7 @@ def test_final_record_and_reports(write_manifest):
     assert record.steps == 6 and record.samples > 0
     assert set(record.metrics) == {"val", "test"} and record.metrics["test"]["rmse"] > 0
     assert record.metric("test") == record.metrics["test"]["rmse"]
-    assert record.metric_specs["rmse"] == {"direction": "min", "unit": ""}
+    assert record.metric_specs["rmse"] == {"direction": "min", "unit": "", "low": 0.0, "high": None}
     assert record.primary_metric == "rmse" and record.direction == "min" and record.objective == record.selection_score
     assert record.wall_time_s >= record.train_time_s + record.setup_time_s - 1e-6  # training never counts evaluation
     assert record.peak_rss_bytes >= 0 and record.torch_version
@@ -113,3 +113,28 @@ def test_time_limit_ends_a_trial_that_never_returns(write_manifest, method, frag
     assert elapsed < 4 + 5 + 3  # the limit, the grace period, slack
     assert reports[-1]["final"] and TrialRecord.from_json(reports[-1]["record"]).status == "timeout"
     assert sum(1 for r in reports if r.get("final")) == 1
+
+
+def test_best_val_checkpoint_evaluates_at_the_best_validation_point(write_manifest, tmp_path):
+    from pathlib import Path
+
+    import torch
+
+    plugins = str(Path(__file__).resolve().parent.parent / "fixtures" / "plugins")
+    common = ["methods=[{name: degrading, params: {good_steps: 6}}]", "budget={steps: 12}", "eval_every={steps: 3}",
+              "optimizer={name: adam, lr: 0.02}"]
+    registry = lambda extra: load_registry([plugins, *extra])  # noqa: E731
+    final_spec = expand(load_manifest(write_manifest(), registry, common), load_registry([plugins])).trials[0]
+    best_spec = expand(load_manifest(write_manifest(), registry, [*common, "evaluation={checkpoint: best_val, to_disk_after_s: 0.000001}"]),
+                       load_registry([plugins])).trials[0]
+    assert final_spec.key != best_spec.key  # the protocol is part of the trial's identity
+    runtime = {"plugin_dirs": [plugins], "checkpoint_dir": str(tmp_path / "ckpt")}
+    final = execute_trial(final_spec, runtime, lambda r: None)
+    best = execute_trial(best_spec, runtime, lambda r: None)
+    assert final.checkpoint == "final" and final.checkpoint_step == 12
+    assert best.checkpoint == "best_val" and best.checkpoint_step == best.best_step <= 6
+    # measured at the best evaluation's parameters: the final validation metric is the best one seen
+    assert best.metric("val") == pytest.approx(best.best_val["rmse"], rel=1e-6)
+    assert best.metric("test") < final.metric("test") and best.metric("val") < final.metric("val")
+    saved = torch.load(tmp_path / "ckpt" / f"{best_spec.key}.pt")
+    assert saved["step"] == best.checkpoint_step
