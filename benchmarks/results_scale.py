@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from suite.leaderboard import leaderboard
+from suite.ranking import leaderboard
 from suite.record import TrialRecord
 from suite.results import ResultsStore
 

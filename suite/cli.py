@@ -9,7 +9,6 @@ needs; torch, Ray and the plugins are imported by the commands that use them, so
 from __future__ import annotations
 
 import json
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -23,7 +22,6 @@ import suite
 
 if TYPE_CHECKING:
     from suite.manifest import Manifest
-    from suite.registry import Registry
     from suite.sweep import TrialMatrix
 
 DATA_ENV = "RNNBENCH_DATA"
@@ -69,6 +67,11 @@ class Format(str, Enum):
     json = "json"
 
 
+class PairedTest(str, Enum):
+    ttest = "ttest"
+    wilcoxon = "wilcoxon"
+
+
 class WandbMode(str, Enum):
     offline = "offline"
     online = "online"
@@ -78,51 +81,6 @@ class WandbMode(str, Enum):
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
-
-
-def _load(file: Path, plugins: list[str], overrides: list[str]) -> tuple[Manifest, Registry]:
-    from suite.manifest import ManifestError, load_manifest
-    from suite.registry import load_registry
-
-    holder: dict[str, Registry] = {}
-
-    def registry_for(manifest_plugins: list[str]) -> Registry:
-        holder["r"] = load_registry([*plugins, *[p for p in manifest_plugins if isinstance(p, str)]])
-        return holder["r"]
-
-    try:
-        manifest = load_manifest(file, registry_for, overrides)
-    except ManifestError as exc:
-        raise _fail(str(exc)) from None
-    return manifest, holder["r"]
-
-
-def _data_dir(manifest: Manifest, file: Path, cli_value: Optional[Path]) -> Path:
-    from suite.datafiles import default_data_dir
-
-    if cli_value is not None:
-        return cli_value.resolve()
-    if manifest.data_dir:
-        p = Path(manifest.data_dir).expanduser()
-        return (p if p.is_absolute() else file.resolve().parent / p).resolve()
-    return default_data_dir().resolve()
-
-
-def _check_data(matrix: TrialMatrix, registry: Registry, data_dir: Path) -> None:
-    """Fail before any trial starts if a task's data file is missing or corrupt."""
-    from suite.datafiles import DataFileError, resolve
-
-    seen: set[str] = set()
-    for spec in matrix.trials:
-        cls = registry.get("tasks", spec.task)
-        for f in cls.data_files(cls.Params.model_validate(spec.task_params)):
-            if f.path in seen:
-                continue
-            seen.add(f.path)
-            try:
-                resolve(f, data_dir)
-            except DataFileError as exc:
-                raise _fail(f"task {spec.task!r}: {exc}") from None
 
 
 @app.command("list")
@@ -157,30 +115,19 @@ def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models
 def validate(file: Path = typer.Argument(..., help="manifest YAML"), plugins: list[str] = PluginsOpt,
              overrides: list[str] = SetOpt) -> None:
     """Validate a manifest; print every problem with its field path and line (exit 2 on errors)."""
-    from suite.sweep import expand
+    from suite.api import UsageError, prepare
+    from suite.manifest import ManifestError
 
-    manifest, registry = _load(file, plugins, overrides)
-    matrix = expand(manifest, registry)
-    out.print(f"[green]ok[/]: {file} is valid: {len(matrix.trials)} trials")
+    try:
+        prepared = prepare(file, plugins=plugins, overrides=overrides)
+    except (UsageError, ManifestError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"[green]ok[/]: {file} is valid: {len(prepared.matrix.trials)} trials")
 
 
 EXIT_BAD_INPUT = 2  #: a wrong manifest, option, store or cluster: nothing ran
 EXIT_TRIALS_FAILED = 3  #: the sweep ran, and some trials ended `error` or `timeout` (or every trial failed)
 EXIT_INTERRUPTED = 130  #: Ctrl-C / SIGTERM: finished rows kept, `--resume` continues
-
-
-def _check_results_option(results: str) -> None:
-    if "://" in results:
-        return
-    p = Path(results).expanduser()
-    if p.exists() and not p.is_dir():
-        raise _fail(f"--results {results} is a file; give a directory for the results (it is created if missing)")
-
-
-def _check_plugin_folders(plugins: list[str]) -> None:
-    for folder in plugins:
-        if not Path(folder).is_dir():
-            raise _fail(f"--plugins {folder}: no such folder (a plugin folder holds *.py files defining plugins)")
 
 
 @app.command()
@@ -204,75 +151,29 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
 
     Exit status: 0 when every trial has a row and none failed, 2 on bad input (nothing ran), 3 when trials
     ended `error` or `timeout` (or all of them failed), 130 when interrupted (rerun with --resume)."""
-    from suite.sweep import expand
-
-    _check_plugin_folders(plugins)
-    manifest, registry = _load(file, plugins, overrides)
-    matrix = expand(manifest, registry)
-    if not matrix.trials:
-        raise _fail("the manifest expands to no trials: " + ("; ".join(matrix.skipped) or "nothing to run"))
-    if dry_run:
-        _print_matrix(manifest, matrix)
-        if manifest.search.algorithm == "optuna":
-            out.print(f"optuna: {manifest.search.num_samples} configurations per (task, model, method), "
-                      f"asked adaptively; the matrix above shows one draw")
-        return
-    if (retry_failed or retry_diverged) and not resume:
-        raise _fail("--retry-failed / --retry-diverged rerun rows of an earlier run: add --resume")
-    _check_results_option(results)
-    from suite.results import ResultsStore, StoreError
+    from suite.api import UsageError, prepare
+    from suite.api import run as run_api
+    from suite.manifest import ManifestError
 
     try:
-        existing = ResultsStore(results).finished_keys(manifest.name)
-    except StoreError as exc:
+        prepared = prepare(file, plugins=plugins, overrides=overrides)
+        if dry_run:
+            _print_matrix(prepared.manifest, prepared.matrix)
+            if prepared.manifest.search.algorithm == "optuna":
+                out.print(f"optuna: {prepared.manifest.search.num_samples} configurations per (task, model, method), "
+                          f"asked adaptively; the matrix above shows one draw")
+            return
+        outcome = run_api(file, results=results, resume=resume, retry_failed=retry_failed,
+                          retry_diverged=retry_diverged, data_dir=data_dir, storage=storage, address=address,
+                          max_concurrent=max_concurrent, wandb=wandb.value if wandb else None, num_cpus=num_cpus,
+                          force_unlock=force_unlock, wait_for_resources_s=wait_for_resources, console=err,
+                          prepared=prepared, log=err.print)
+    except (UsageError, ManifestError) as exc:
         raise _fail(str(exc)) from None
-    if existing and not resume:
-        raise _fail(f"{results} already holds {len(existing)} trial rows of experiment {manifest.name!r}. "
-                    f"Use --resume to run only the missing trials, choose another --results directory, "
-                    f"or rename the experiment (--set name=...).")
-    ddir = _data_dir(manifest, file, data_dir)
-    _check_data(matrix, registry, ddir)
-    from suite.orchestrate import SweepError, SweepOutcome, run_sweep
-
-    retry = (("error", "timeout") if retry_failed else ()) + (("diverged",) if retry_diverged else ())
-
-    def sweep(specs: list, resume_flag: bool) -> SweepOutcome:
-        return run_sweep(manifest, specs, results_dir=results, storage=storage, address=address, resume=resume_flag,
-                         retry=retry, max_concurrent=max_concurrent, wandb_mode=wandb.value if wandb else None,
-                         data_dir=str(ddir), plugin_dirs=[*plugins, *manifest.plugins], console=err,
-                         num_cpus=num_cpus, force_unlock=force_unlock, wait_for_resources_s=wait_for_resources)
-
-    try:
-        if manifest.search.algorithm == "optuna":
-            outcome = _run_optuna(manifest, registry, results, sweep, max_concurrent, num_cpus)
-        else:
-            outcome = sweep(matrix.trials, resume)
-    except (SweepError, StoreError) as exc:
-        raise _fail(str(exc)) from None
-    _finish_run(outcome, results, len(matrix.trials))
+    _finish_run(outcome, results)
 
 
-def _run_optuna(manifest: Manifest, registry: Registry, results: str, sweep, max_concurrent, num_cpus):
-    from suite.optuna_search import run_optuna
-    from suite.orchestrate import SweepOutcome
-    from suite.results import ResultsStore
-
-    batch = max_concurrent or manifest.max_concurrent or max(1, int((num_cpus or os.cpu_count() or 1) / manifest.resources.cpu))
-    outcomes: list[SweepOutcome] = []
-    try:
-        run_optuna(manifest, registry, ResultsStore(results), batch,
-                   lambda specs: outcomes.append(sweep(specs, True)), log=err.print)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
-    return SweepOutcome(ran=sum(o.ran for o in outcomes), skipped_finished=0,
-                        statuses={k: v for o in outcomes for k, v in o.statuses.items()},
-                        wall_time_s=sum(o.wall_time_s for o in outcomes),
-                        interrupted=any(o.interrupted for o in outcomes),
-                        notes=[n for o in outcomes for n in o.notes],
-                        rescue=next((o.rescue for o in outcomes if o.rescue), None))
-
-
-def _finish_run(outcome, results: str, total: int) -> None:
+def _finish_run(outcome, results: str) -> None:
     counts: dict[str, int] = {}
     for status in outcome.statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -345,12 +246,14 @@ def show_leaderboard(results: str = typer.Argument("results", help="results dire
                      metric: Optional[str] = typer.Option(None, "--metric", help="report this test metric (default: the selection metric)"),
                      pool: bool = typer.Option(False, "--pool", help="pool experiments: one entry per (task, model, method, budget)"),
                      fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
-                     split_by: list[str] = typer.Option([], "--split-by", help="parameter that makes separate entries (repeatable), e.g. burn_in or model.hidden_size")) -> None:
-    """Rank methods per task: configuration selected on validation, test metric over seeds."""
+                     split_by: list[str] = typer.Option([], "--split-by", help="parameter that makes separate entries (repeatable), e.g. burn_in or model.hidden_size"),
+                     test: PairedTest = typer.Option(PairedTest.ttest, "--test", help="paired test behind 'tied with the best' (Holm-corrected)")) -> None:
+    """Rank methods per task: configuration selected on validation, test metric over seeds, bootstrap CIs,
+    entries tied with the best marked (≈)."""
     from suite.results import ResultsStore
 
     store = ResultsStore(results)
-    _store_guard(lambda: _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by))
+    _store_guard(lambda: _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test.value))
 
 
 def _store_guard(fn) -> None:
@@ -363,8 +266,8 @@ def _store_guard(fn) -> None:
         raise _fail(str(exc)) from None
 
 
-def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by) -> None:
-    from suite.leaderboard import LeaderboardError, display_rows, leaderboard, to_markdown
+def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test) -> None:
+    from suite.ranking import LeaderboardError, display_rows, leaderboard, to_markdown
 
     experiments = store.experiments()
     if not experiments:
@@ -372,7 +275,7 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by) 
     if experiment is not None and experiment not in experiments:
         raise _fail(f"no experiment {experiment!r} under {results}; it has: {', '.join(experiments)}")
     try:
-        board = leaderboard(store, task, split_by, experiment=experiment, metric=metric, pool=pool)
+        board = leaderboard(store, task, split_by, experiment=experiment, metric=metric, pool=pool, test=test)
     except LeaderboardError as exc:
         raise _fail(str(exc)) from None
     if board.empty:
@@ -387,7 +290,7 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by) 
         sys.stdout.write(to_markdown(board) + "\n")
     else:
         headers, rows = display_rows(board)
-        table = Table(title=f"rnnbench leaderboard ({results})")
+        table = Table(title=f"rnnbench leaderboard ({results}); ≈: tied with the best (paired {test}, Holm, 5 %)")
         for h in headers[:-1]:
             table.add_column(h, overflow="fold")
         for r in rows:

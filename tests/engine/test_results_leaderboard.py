@@ -8,11 +8,11 @@ import math
 
 import pandas as pd
 import pytest
-from scipy import stats
 
-from suite.leaderboard import LeaderboardError, leaderboard, to_markdown
+from suite.ranking import LeaderboardError, leaderboard, to_markdown
 from suite.record import TrialRecord, curve_points
 from suite.results import ResultsStore
+from suite.stats import bootstrap_ci
 
 
 def rec(method: str, config: str, seed: int, val: float = 1.0, test: float = 1.0, status: str = "ok",
@@ -79,11 +79,58 @@ def test_leaderboard_selects_on_validation_and_aggregates_test_over_seeds(tmp_pa
     assert tb["n_seeds"] == 3 and tb["n_ok"] == 3 and tb["configs_tried"] == 3
     values = [3.0, 3.5, 2.5]
     assert tb["test_mean"] == pytest.approx(sum(values) / 3)
-    sem = pd.Series(values).std(ddof=1) / math.sqrt(3)
-    assert tb["ci95_high"] - tb["test_mean"] == pytest.approx(stats.t.ppf(0.975, 2) * sem)
+    assert (tb["ci95_low"], tb["ci95_high"]) == pytest.approx(bootstrap_ci(values, bounds=(0.0, None)))
     bp = board[board["method"] == "bptt"].iloc[0]
     assert bp["test_mean"] == pytest.approx(2.0)
     assert bp["rank"] == 1 and tb["rank"] == 2  # ranked on the test metric of the selected configurations
+
+
+def test_honest_statistics_with_few_seeds(tmp_path):
+    """Two seeds: no interval at all (not a Student-t interval with a negative bound); a failed-only entry
+    is listed as failed and not ranked; the tie with the best follows a Holm-corrected paired test."""
+    store = ResultsStore(tmp_path)
+    store.write([rec("bptt", "x", s, 1.0, t) for s, t in enumerate([0.1, 0.9])]
+                + [rec("tbptt", "a", 0, math.nan, math.nan, "error", window=5)])
+    board = leaderboard(store).set_index("method")
+    assert math.isnan(board.loc["bptt", "ci95_low"]) and board.loc["bptt", "n_ok"] == 2
+    assert "n<3" in to_markdown(leaderboard(store))
+    assert board.loc["tbptt", "status"] == "failed" and pd.isna(board.loc["tbptt", "rank"])
+    assert board.loc["bptt", "rank"] == 1 and "| failed |" in to_markdown(leaderboard(store))
+    # six seeds: one method clearly worse on every seed, one within noise of the best
+    store = ResultsStore(tmp_path / "ties")
+    base = [1.0, 1.2, 0.9, 1.1, 1.05, 0.95]
+    noise = [0.02, -0.03, 0.01, 0.0, -0.01, 0.02]
+    store.write([rec("best", "b", s, v, v) for s, v in enumerate(base)]
+                + [rec("close", "c", s, v + e, v + e) for s, (v, e) in enumerate(zip(base, noise))]
+                + [rec("worse", "w", s, v + 0.5, v + 0.5) for s, v in enumerate(base)])
+    board = leaderboard(store).set_index("method")
+    assert board.loc["best", "rank"] == 1 and bool(board.loc["best", "tied_with_best"])
+    assert bool(board.loc["close", "tied_with_best"]) and board.loc["close", "p_vs_best"] > 0.05
+    assert not bool(board.loc["worse", "tied_with_best"]) and board.loc["worse", "p_vs_best"] < 0.05
+    assert "2 ≈" in to_markdown(leaderboard(store)) or "3 ≈" in to_markdown(leaderboard(store))
+
+
+def test_experiments_are_kept_apart_unless_pooled_and_any_metric_can_be_reported(tmp_path):
+    store = ResultsStore(tmp_path)
+    short = [rec("bptt", "x", s, 2.0, 2.0 + s, experiment="short") for s in range(3)]
+    long = [rec("bptt", "x", s, 1.0, 1.0 + s, experiment="long") for s in range(3)]
+    for r in long:
+        r.budget = {"steps": 100}
+        r.metrics["test"]["mae"] = 0.5
+    store.write(short + long)
+    board = leaderboard(store)
+    assert sorted(board["experiment"]) == ["long", "short"] and (board["rank"] == 1).all()
+    assert set(board["budget"]) == {"steps=1", "steps=100"}
+    pooled = leaderboard(store, pool=True)
+    assert len(pooled) == 2 and set(pooled["experiment"]) == {"long", "short"}  # different budgets stay apart
+    for r in long:
+        r.budget = {"steps": 1}
+    store = ResultsStore(tmp_path / "same-budget")
+    store.write(short + long)
+    pooled = leaderboard(store, pool=True)
+    assert len(pooled) == 1 and pooled["experiment"].iloc[0] == "long"  # the better configuration, named
+    mae = leaderboard(ResultsStore(tmp_path / "same-budget"), metric="mae", experiment="long")
+    assert mae["metric"].iloc[0] == "mae" and mae["test_mean"].iloc[0] == pytest.approx(0.5)
 
 
 def test_split_by_keeps_parameter_values_apart(tmp_path):
@@ -106,7 +153,7 @@ def test_single_seed_rows_show_no_spread(tmp_path):
     md = to_markdown(leaderboard(store))
     assert "nan" not in md
     bptt_line = next(line for line in md.splitlines() if "| bptt |" in line)
-    assert "| 1.25 | — |" in bptt_line
+    assert "| 1.25 | n<3 |" in bptt_line
     tbptt_line = next(line for line in md.splitlines() if "| tbptt |" in line)
     assert "2.5 ± 0.71" in tbptt_line
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import ray
 
-from suite.leaderboard import leaderboard
+from suite.ranking import leaderboard
 from suite.manifest import validate
 from suite.orchestrate import run_sweep
 from suite.registry import load_registry

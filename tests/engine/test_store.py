@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from suite.leaderboard import leaderboard
+from suite.ranking import leaderboard
 from suite.record import TRIALS_SCHEMA, CurvePoint, TrialRecord, record_from_row
 from suite.results import ResultsStore
 from suite.results_v1 import V1_CURVES_SCHEMA, V1_TRIALS_SCHEMA

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from suite.leaderboard import leaderboard
+from suite.ranking import leaderboard
 from suite.manifest import load_manifest
 from suite.orchestrate import run_sweep
 from suite.registry import load_registry
