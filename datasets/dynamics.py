@@ -9,6 +9,8 @@ lorenz96            durstewitz_dendplrnn/lorenz96_{train,test}   100000x10 N >= 
 bursting-neuron     durstewitz_dendplrnn/burstingneuron_*        100000x3
 ecg                 durstewitz_icml2023/ECG_pecuzal_5d_*         100000x5  5-d delay embedding
 eeg                 durstewitz_icml2023/EEG_train                9640x64   see below
+lorenz63-slow       none (generated)                             100000x5  Lorenz-63, rho driven by a slow
+                                                                           oscillator (period 20000 steps)
 ==================  ===========================================  ========  ==============================
 
 All files are standardised trajectories, one ``T x N`` array per file, used as shipped. The
@@ -29,6 +31,42 @@ condition of the same seed. Both are standardised with the training mean and sta
 ``noise`` adds Gaussian observation noise (in units of the standardised signal) to the training
 trajectory only, like the ``on0.05`` file. Any length up to 1e6 works (about 4 s per 1e5 steps on
 one CPU core; results are cached per process).
+
+**Slow Lorenz-63** (``lorenz63-slow``, generated, ``data_files()`` is empty): a documented slow time
+scale for the long-trajectory claim of GTF-DEER (training on T > 1e4 helps when the data has long
+time scales). Lorenz-63 (sigma = 10, beta = 8/3) whose rho is driven by a slow harmonic oscillator::
+
+    dx/dt = sigma (y - x),  dy/dt = x (rho(t) - z) - y,  dz/dt = x y - beta z,
+    du/dt = -omega v,       dv/dt = omega u,             rho(t) = rho0 + amplitude * u(t),
+
+``omega = 2 pi / period``. ``(u, v)`` starts on the unit circle at a phase drawn from ``seed`` and stays
+there (``u^2 + v^2`` is conserved), so ``u = cos(omega t + phase)``. Defaults: ``rho0`` = 32,
+``amplitude`` = 6 (rho in [26, 38]: above the onset of chaos near rho = 24.74 and far below the
+first periodic window near rho = 99.5, so the fast part is chaotic throughout), ``period`` = 200 time
+units, ``dt`` = 0.01, so one slow period is 20 000 samples; ``length`` = ``test_length`` = 100 000
+(5 periods each). The system is autonomous and 5-dimensional and **all five variables (x, y, z, u,
+v) are observed**: the slow phase must be in the data for a DSR model (an autonomous map of the
+observed state) to be able to reconstruct it; with (x, y, z) alone the observed dynamics would be
+non-autonomous. The slow oscillation makes the attractor's statistics drift over 2e4 steps (its size
+and the mean of z, from about 22 at rho = 26 to 33 at rho = 38), a time scale that training windows
+of 200 or 1000 steps cannot see: within a window the phase advances by 2 pi / 100 or 2 pi / 20 and
+rho changes by at most 0.4 or 1.9, so short windows constrain the slow rotation rate and the
+rho-dependence of the fast flow only weakly, while a free run of the 1e5-step test trajectory
+exposes errors in both.
+
+Integration as for the generated Lorenz-63 (DOP853, rtol = atol = 1e-10, chunked, ``transient``
+steps discarded, during which the slow phase keeps advancing; about as fast as the generated Lorenz-63,
+cached per process). Train and test are separate runs from
+separate initial conditions of the same ``seed`` (fast state ``[0, 0, 25] + U(-10, 10)^3`` and slow
+phase ``U(0, 2 pi)`` each), both standardised with the training mean and standard deviation of all
+five variables (``u``, ``v`` over 5 periods: mean about 0, std about 1/sqrt 2; a ``length`` below one
+period gives skewed statistics). ``noise`` adds Gaussian observation noise in standardised units to
+the training trajectory only. To vary the amount of training data (T = 1e3 ... 1e5) use
+``train_length``: the standardisation, the validation tail (the last 10 %, half a period) and the
+test set then stay the same. :func:`raw_lorenz63_slow` gives the unstandardised trajectories. The
+DSR evaluation applies unchanged (N = 5 < 6: binned D_stsp); with ``inputs: previous`` (see
+:mod:`suite.tasklib.dynamics`) models without observation inversion (the class-1 SSMs ``lru``,
+``mingru``, ``s6``) are trained and evaluated autoregressively.
 
 Sources: Hess, Monfared, Brenner, Durstewitz, "Generalized Teacher Forcing for Learning Chaotic
 Dynamics", ICML 2023 (repository DurstewitzLab/GTF-shPLRNN, GPL-3.0) and Brenner et al., "Tractable
@@ -102,25 +140,30 @@ def _lorenz63_rhs(_t: float, s: np.ndarray) -> np.ndarray:
     return np.array([LORENZ63_SIGMA * (y - x), x * (LORENZ63_RHO - z) - y, x * y - LORENZ63_BETA * z])
 
 
-def integrate_lorenz63(x0: np.ndarray, length: int, dt: float = 0.01, transient: int = 0) -> np.ndarray:
-    """``length`` states ``[length, 3]`` sampled every ``dt`` after ``transient`` discarded samples."""
+def _integrate(rhs, x0: np.ndarray, length: int, dt: float, transient: int, what: str) -> np.ndarray:
+    """``length`` states of the autonomous ODE ``rhs`` sampled every ``dt`` after ``transient`` samples."""
     from scipy.integrate import solve_ivp
 
     total = transient + length
     state = np.asarray(x0, dtype=np.float64)
-    out = np.empty((total, 3))
+    out = np.empty((total, len(state)))
     out[0] = state
     done, chunk = 1, 100_000  # integrate in pieces: bounded t_eval arrays, same result as one call
     while done < total:
         n = min(chunk, total - done)
         t_eval = np.arange(1, n + 1) * dt
-        sol = solve_ivp(_lorenz63_rhs, (0.0, n * dt), out[done - 1], method="DOP853", t_eval=t_eval,
+        sol = solve_ivp(rhs, (0.0, n * dt), out[done - 1], method="DOP853", t_eval=t_eval,
                         rtol=1e-10, atol=1e-10)
         if not sol.success:
-            raise RuntimeError(f"Lorenz-63 integration failed: {sol.message}")
+            raise RuntimeError(f"{what} integration failed: {sol.message}")
         out[done: done + n] = sol.y.T
         done += n
     return out[transient:]
+
+
+def integrate_lorenz63(x0: np.ndarray, length: int, dt: float = 0.01, transient: int = 0) -> np.ndarray:
+    """``length`` states ``[length, 3]`` sampled every ``dt`` after ``transient`` discarded samples."""
+    return _integrate(_lorenz63_rhs, x0, length, dt, transient, "Lorenz-63")
 
 
 @lru_cache(maxsize=4)
@@ -135,6 +178,71 @@ def generated_lorenz63(length: int, test_length: int, seed: int, dt: float, tran
     mean, std = train.mean(0), train.std(0)
     train, test = (train - mean) / std, (test - mean) / std
     if noise > 0:
+        train = train + noise * rng.standard_normal(train.shape)
+    train.setflags(write=False)
+    test.setflags(write=False)
+    return train, test
+
+
+# --- slow Lorenz-63: rho driven by a slow harmonic oscillator --------------------------------------
+
+SLOW_RHO0, SLOW_AMPLITUDE, SLOW_PERIOD = 32.0, 6.0, 200.0
+
+
+def lorenz63_slow_rhs(_t: float, s: np.ndarray, omega: float, rho0: float, amplitude: float) -> np.ndarray:
+    """Right-hand side of the 5-d system ``(x, y, z, u, v)`` (module docstring)."""
+    x, y, z, u, v = s
+    rho = rho0 + amplitude * u
+    return np.array([LORENZ63_SIGMA * (y - x), x * (rho - z) - y, x * y - LORENZ63_BETA * z, -omega * v, omega * u])
+
+
+def integrate_lorenz63_slow(x0: np.ndarray, length: int, dt: float = 0.01, transient: int = 0,
+                            period: float = SLOW_PERIOD, rho0: float = SLOW_RHO0,
+                            amplitude: float = SLOW_AMPLITUDE) -> np.ndarray:
+    """``length`` states ``[length, 5]`` (x, y, z, u, v) every ``dt`` after ``transient`` discarded samples."""
+    omega = 2.0 * np.pi / period
+
+    def rhs(t: float, s: np.ndarray) -> np.ndarray:
+        return lorenz63_slow_rhs(t, s, omega, rho0, amplitude)
+
+    return _integrate(rhs, x0, length, dt, transient, "slow Lorenz-63")
+
+
+def lorenz63_slow_initial_conditions(seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """(train, test) initial states ``[5]`` drawn from ``seed``, and the generator (noise is drawn next)."""
+    rng = np.random.default_rng([seed, 63, 5])
+
+    def draw() -> np.ndarray:
+        fast = np.array([0.0, 0.0, 25.0]) + rng.uniform(-10.0, 10.0, size=3)
+        phase = rng.uniform(0.0, 2.0 * np.pi)
+        return np.concatenate([fast, [np.cos(phase), np.sin(phase)]])
+
+    x0_train = draw()
+    x0_test = draw()
+    return x0_train, x0_test, rng
+
+
+@lru_cache(maxsize=4)
+def raw_lorenz63_slow(length: int, test_length: int, seed: int, dt: float, period: float, rho0: float,
+                      amplitude: float, transient: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unstandardised (train, test) ``[T, 5]`` trajectories (read-only); deterministic given the arguments."""
+    x0_train, x0_test, _ = lorenz63_slow_initial_conditions(seed)
+    train = integrate_lorenz63_slow(x0_train, length, dt, transient, period, rho0, amplitude)
+    test = integrate_lorenz63_slow(x0_test, test_length, dt, transient, period, rho0, amplitude)
+    train.setflags(write=False)
+    test.setflags(write=False)
+    return train, test
+
+
+@lru_cache(maxsize=4)
+def generated_lorenz63_slow(length: int, test_length: int, seed: int, dt: float, period: float, rho0: float,
+                            amplitude: float, transient: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) standardised with the training statistics; noise on train only; read-only."""
+    train, test = raw_lorenz63_slow(length, test_length, seed, dt, period, rho0, amplitude, transient)
+    mean, std = train.mean(0), train.std(0)
+    train, test = (train - mean) / std, (test - mean) / std
+    if noise > 0:
+        _, _, rng = lorenz63_slow_initial_conditions(seed)
         train = train + noise * rng.standard_normal(train.shape)
     train.setflags(write=False)
     test.setflags(write=False)
@@ -228,3 +336,33 @@ class Eeg(DynamicsTask):
         X = np.load(resolve(EEG_TRAIN, self.data_dir))
         n_test = int(round(len(X) * self.params.test_fraction))
         return {"train": X[: len(X) - n_test], "test": X[len(X) - n_test:]}
+
+
+class Lorenz63SlowParams(DynamicsParams):
+    length: int = Field(100_000, ge=100, le=MAX_GENERATED_LENGTH, description="training steps (before the val tail)")
+    test_length: int = Field(100_000, ge=100, le=MAX_GENERATED_LENGTH, description="test steps")
+    seed: int = Field(0, ge=0, description="initial conditions (fast state and slow phase, train and test) and noise")
+    dt: float = Field(0.01, gt=0.0, description="sampling interval (time units)")
+    period: float = Field(SLOW_PERIOD, gt=0.0, description="period of the slow oscillator driving rho (time units)")
+    rho0: float = Field(SLOW_RHO0, description="mean of rho(t) = rho0 + amplitude * u(t)")
+    amplitude: float = Field(SLOW_AMPLITUDE, ge=0.0,
+                             description="rho swings in [rho0 - amplitude, rho0 + amplitude] (keep it above 24.74 for chaos)")
+    transient: int = Field(1000, ge=0, description="initial samples discarded")
+    noise: float = Field(0.0, ge=0.0, description="observation noise std (standardised units) added to the training data")
+
+
+class Lorenz63Slow(DynamicsTask):
+    name = "lorenz63-slow"
+    summary = ("Lorenz-63 with rho = 32 + 6 u driven by a slow oscillator (u, v) of period 200 (20000 steps at dt "
+               "0.01); 5-d, all observed, generated; free-run D_stsp / D_H / PE(20)")
+    Params = Lorenz63SlowParams
+
+    @classmethod
+    def data_files(cls, params: Lorenz63SlowParams) -> list[DataFile]:
+        return []
+
+    def trajectories(self) -> dict[str, np.ndarray]:
+        p = self.params
+        train, test = generated_lorenz63_slow(p.length, p.test_length, p.seed, p.dt, p.period, p.rho0, p.amplitude,
+                                              p.transient, p.noise)
+        return {"train": train, "test": test}

@@ -53,13 +53,15 @@ input (``model.encode``, ``model.step``, ``model.readout`` step by step, under `
   closed loop until the run has ``T`` points. Its first point is the given ``X_0`` (like the identity
   readout ``O(O^{-1}(x_1)) = x_1`` of the inversion protocol); point ``t >= 1`` is the model's
   prediction fed on its own predictions since ``X_0``. The inputs of the first two steps are exactly
-  those of the teacher-forced training sequence (``X_0, X_0``).
+  those of the teacher-forced training sequence (``X_0, X_0``). It is a sequential loop of batch-1
+  steps (no fused scan can run it): about 0.1-0.3 ms per step for a small SSM on one CPU thread, so
+  ``eval_length`` bounds its cost on long splits.
 * **pe20**: from every start point ``t`` with ``t + 20 < T``, warm-up on ``X[max(0, t - w) : t+1]``
   with ``w`` = :data:`PE_WARMUP` = 50 (at most ``w + 1`` true observations, fewer near the start), then
   the closed loop; the 20th prediction is compared with ``X_{t+20}`` (MSE over start points and
   dimensions, as ``pe20`` above). Start points are every :data:`PE_STRIDE` = 5th, ``t = 0, 5, 10, ...``
-  (deterministic): each start costs ``w + 21`` model steps instead of 20, and neighbouring starts 0.01
-  time units apart are strongly correlated, so the subsample keeps the cost near that of the inversion
+  (deterministic): each start costs ``w + 21`` model steps instead of 20, and neighbouring starts (one
+  sample, 0.01 time units for the Lorenz tasks, apart) are strongly correlated, so the subsample keeps the cost near that of the inversion
   protocol's ``pe20`` while barely changing the estimate. All start points of a chunk run as one batch
   (rows with a shorter warm-up hold the zero state until their window begins), so the cost is
   ``w + 21`` batched steps per chunk of :data:`PE_BATCH` start points, not a loop over start points.

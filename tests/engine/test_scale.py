@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import ray
 
-from suite.ranking import leaderboard
 from suite.manifest import validate
 from suite.orchestrate import run_sweep
+from suite.ranking import leaderboard
 from suite.registry import load_registry
 from suite.results import ResultsStore
 from suite.sweep import expand

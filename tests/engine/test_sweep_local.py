@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import ray
 
-from suite.ranking import leaderboard
 from suite.manifest import load_manifest
 from suite.orchestrate import run_sweep
+from suite.ranking import leaderboard
 from suite.registry import load_registry
 from suite.results import ResultsStore
 from suite.sweep import expand

@@ -331,15 +331,24 @@ def test_protocol_is_vectorised_over_start_points():
     closed_loop_prediction_error(counter, torch.zeros(T, 5, dtype=torch.float64))
     n_starts = len(range(0, T - n, PE_STRIDE))
     assert counter.calls == [n_starts] * (w + 2 + n - 1)  # w + 21 batched steps, all start points at once
-    # a real model through the whole evaluation, well under 10 s
+    # a real model through the whole evaluation of a 2000-step trajectory, well under 10 s; one intra-op
+    # thread as a trial with cpu: 1 runs (suite/trial.py): batch-1 steps only lose time to thread wake-ups
     task = _task(seed=0, length=2500, test_length=2000, inputs="previous")
     lru = _registry().get("models", "lru")
     torch.manual_seed(0)
     model = lru(task.input, task.output, lru.Params(hidden_size=16))
-    start = time.perf_counter()
-    metrics = task.evaluate(model, "test")
-    elapsed = time.perf_counter() - start
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        pe = closed_loop_prediction_error(model, torch.tensor(task.trajectory("test"), dtype=torch.float32))
+        pe_elapsed = time.perf_counter() - start
+        metrics = task.evaluate(model, "test")
+        elapsed = time.perf_counter() - start - pe_elapsed
+    finally:
+        torch.set_num_threads(threads)
     assert set(metrics) == {"dstsp", "dh", "pe20"} and np.isfinite(list(metrics.values())).all()
-    assert elapsed < 5.0, elapsed
+    assert metrics["pe20"] == pytest.approx(pe, rel=1e-6)
+    assert pe_elapsed < 2.0 and elapsed < 5.0, (pe_elapsed, elapsed)
     y_hat, _ = model(task.split("train").x)  # the teacher-forced training pass (scan) works on the layout
     assert y_hat.shape == task.split("train").y.shape
