@@ -67,6 +67,14 @@ class Format(str, Enum):
     json = "json"
 
 
+class CostAxis(str, Enum):
+    wall_time_s = "wall_time_s"
+    train_time_s = "train_time_s"
+    steps = "steps"
+    samples = "samples"
+    peak_rss_mib = "peak_rss_mib"
+
+
 class PairedTest(str, Enum):
     ttest = "ttest"
     wilcoxon = "wilcoxon"
@@ -379,6 +387,39 @@ def show_curves(results: str = typer.Argument("results", help="results directory
         out.print(rich_table)
     if plot is not None:
         out.print(f"plot: {plot_trajectories(long, plot, metric, axis.value)}")
+
+
+@app.command("report")
+def report(results: str = typer.Argument("results", help="results directory or URI"),
+           output: Path = typer.Option(Path("report.html"), "-o", "--output", help="the HTML file to write"),
+           experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment"),
+           split_by: list[str] = typer.Option([], "--split-by", help="parameter that makes separate entries (repeatable)"),
+           test: PairedTest = typer.Option(PairedTest.ttest, "--test", help="paired test behind 'tied with the best'"),
+           target: list[str] = typer.Option([], "--target", help="time-to-target threshold per task: task=value (repeatable)"),
+           target_quantile: float = typer.Option(0.5, "--target-quantile", min=0.0, max=1.0,
+                                                 help="without --target: the quantile of the best validation values"),
+           cost: CostAxis = typer.Option(CostAxis.wall_time_s, "--cost", help="cost axis of the Pareto plot")) -> None:
+    """Write one self-contained HTML page: leaderboards, cross-task aggregates, curves, cost, diagnostics, manifest."""
+    from suite.compare import parse_targets
+    from suite.report import ReportOptions, render
+    from suite.results import ResultsStore
+
+    store = ResultsStore(results)
+    experiments = store.experiments() if store.exists() else []
+    if not experiments:
+        raise _fail(f"no trial rows under {results}/trials (run a sweep first: rnnbench run manifests/quickstart.yaml)")
+    if experiment is not None and experiment not in experiments:
+        raise _fail(f"no experiment {experiment!r} under {results}; it has: {', '.join(experiments)}")
+    try:
+        opts = ReportOptions(experiment=experiment, split_by=split_by, test=test.value, targets=parse_targets(target),
+                             target_quantile=target_quantile, cost=cost.value)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    page: list[str] = []
+    _store_guard(lambda: page.append(render(results, opts)))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page[0])
+    out.print(f"report: {output} ({output.stat().st_size // 1024} KiB)")
 
 
 def main() -> None:  # pragma: no cover

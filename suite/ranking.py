@@ -198,9 +198,13 @@ def _finish(board: pd.DataFrame, split_by: list[str], pool: bool, test: str, alp
     """Labels, confidence intervals and ranks on the (small) table of selected configurations."""
     if pool:
         board["experiment"] = board["selected_experiment"]
-    if split_by:
-        labels = [name + "=" + board[f"v{i}"].map(_format_value) for i, name in enumerate(split_by)]
-        board["method"] = board["method"] + "[" + pd.concat(labels, axis=1).agg(",".join, axis=1) + "]"
+    if split_by:  # method[p=v,...], leaving out the parameters a method does not have
+        def label(row: pd.Series) -> str:
+            parts = [f"{name}={_format_value(row[f'v{i}'])}" for i, name in enumerate(split_by)
+                     if not (row[f"v{i}"] is None or (isinstance(row[f"v{i}"], float) and math.isnan(row[f"v{i}"])))]
+            return row["method"] + (f"[{','.join(parts)}]" if parts else "")
+
+        board["method"] = board.apply(label, axis=1)
     board["budget"] = board["budget_json"].map(lambda b: ",".join(f"{k}={_format_value(v)}" for k, v in json.loads(b).items()))
     board["test_values"] = board["test_values"].map(lambda v: [float(x) for x in v] if _is_list(v) else [])
     board["seeds"] = board["seeds"].map(lambda v: [int(x) for x in v] if _is_list(v) else [])

@@ -32,7 +32,7 @@ def _labels(trials: pd.DataFrame) -> pd.Series:
 def metric_curves(trials: pd.DataFrame, curves: pd.DataFrame, metric: str, split: str | None = None,
                   task: str | None = None) -> pd.DataFrame:
     """Long rows ``trial_key, label, task, seed, step, train_time_s, ..., value`` of one metric."""
-    sel = curves[curves["metric"] == metric]
+    sel = curves[curves["metric"] == metric].drop(columns=["experiment"], errors="ignore")
     if split is not None:
         sel = sel[sel["split"] == split]
     if sel.empty:
@@ -42,7 +42,7 @@ def metric_curves(trials: pd.DataFrame, curves: pd.DataFrame, metric: str, split
     trials = trials[trials["trial_key"].isin(sel["trial_key"])]
     if task is not None:
         trials = trials[trials["task"] == task]
-    info = trials[["trial_key", "task", "seed", "status"]].assign(label=_labels(trials))
+    info = trials[["trial_key", "experiment", "task", "seed", "status"]].assign(label=_labels(trials))
     return sel.merge(info, on="trial_key").sort_values(["label", "seed", "step"]).reset_index(drop=True)
 
 
@@ -67,22 +67,13 @@ def trajectory_table(long: pd.DataFrame, points: int = 8, axis: str = "step") ->
 
 
 def plot_trajectories(long: pd.DataFrame, path: Path, metric: str, axis: str = "step") -> Path:
-    """A line per trial (``axis`` against the value), saved as an image at ``path``."""
-    import matplotlib
+    """One panel per (experiment, task), one colour per method configuration: the mean over seeds with the
+    range over seeds as a band, titled with the split; the legend outside the data. Saved at ``path``."""
+    from suite import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for (label, seed), g in long.groupby(["label", "seed"], sort=True):
-        g = g.sort_values(axis)
-        ax.plot(g[axis], g["value"], marker=".", label=f"{label} (seed {seed})")
-    ax.set_xlabel(axis)
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    split = ", ".join(sorted(set(long["split"]))) if "split" in long else ""
+    fig = plots.mean_band(long, x=axis, facet=("experiment", "task"), label="label", ylabel=metric,
+                          title=f"{split} {metric}".strip())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path)
     return path
