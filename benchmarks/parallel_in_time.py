@@ -52,6 +52,7 @@ import torch
 from suite.contracts import IOSpec
 from suite.ops import NewtonNotConverged, linear_recurrence_loop, linear_scan, sequential_rollout
 from suite.registry import load_registry
+from suite.training import newton
 
 # --- measurement ----------------------------------------------------------------------------------
 
@@ -150,18 +151,14 @@ def build_models(args: argparse.Namespace, device: torch.device):
     gru_cls, scan_cls = reg.get("models", "gru"), reg.get("models", "mingru")
     gru = gru_cls(IOSpec("real", args.inputs), IOSpec("real", 1), gru_cls.Params(hidden_size=args.hidden))
     scan = scan_cls(IOSpec("real", args.inputs), IOSpec("real", 1), scan_cls.Params(hidden_size=args.hidden, scan_backend=args.backend))
-    deer_cls = reg.get("methods", "deer")
-    import sys
-
-    deer_mod = sys.modules[deer_cls.__module__]
-    return gru.to(device), scan.to(device), deer_cls, deer_mod
+    return gru.to(device), scan.to(device), reg.get("methods", "deer")
 
 
-def workloads(gru, scan, deer_cls, deer_mod, backend: str = "auto") -> dict[str, Callable]:
+def workloads(gru, scan, deer_cls, backend: str = "auto") -> dict[str, Callable]:
     """name -> f(x) returning (outputs, newton iterations or None)."""
-    cell = deer_mod.FunctionalCell(gru)
-    dense = deer_mod.solver_options(deer_cls.Params(variant="dense", scan_backend=backend))
-    quasi = deer_mod.solver_options(deer_cls.Params(variant="quasi", backward="quasi", scan_backend=backend))
+    cell = newton.FunctionalCell(gru)
+    dense = newton.solver_options(deer_cls.Params(variant="dense", scan_backend=backend))
+    quasi = newton.solver_options(deer_cls.Params(variant="quasi", backward="quasi", scan_backend=backend))
 
     def seq_loop(x):
         u = gru.encode(x)
@@ -178,7 +175,7 @@ def workloads(gru, scan, deer_cls, deer_mod, backend: str = "auto") -> dict[str,
         def run(x):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NewtonNotConverged)
-                y, _, info = deer_mod.deer_forward(gru, x, cell=cell, **opts)
+                y, _, info = newton.deer_forward(gru, x, cell=cell, **opts)
             return y, info.iterations
         return run
 
@@ -227,8 +224,8 @@ def measure(name: str, fn: Callable, x: torch.Tensor, params: list[torch.Tensor]
 
 
 def length_table(args: argparse.Namespace, device: torch.device) -> None:
-    gru, scan, deer_cls, deer_mod = build_models(args, device)
-    fns = workloads(gru, scan, deer_cls, deer_mod, args.backend)
+    gru, scan, deer_cls = build_models(args, device)
+    fns = workloads(gru, scan, deer_cls, args.backend)
     only = set(args.rows.split(",")) if args.rows else set(fns)
     print(f"\n## time and peak memory vs T  (B={args.batch}, D={args.hidden}, I={args.inputs}, float32, "
           f"device={device}, threads={torch.get_num_threads()}, scan backend {args.backend}, best of {args.repeat})")

@@ -186,11 +186,6 @@ class CopyTask(Task):
         x, y = self.arrays(name)
         return SequenceData(torch.as_tensor(x), torch.as_tensor(y), None)  # every position is scored
 
-    def hints(self) -> dict[str, Any]:
-        p = self.params
-        lo, hi = p.lag_range
-        return {"vocab_size": p.num_states, "input_vocab_size": p.num_states, "level": "token",
-                "lag_mode": p.lag_mode, "lag": hi, "min_lag": lo}
 
     # --- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()

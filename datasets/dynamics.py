@@ -277,6 +277,10 @@ class Lorenz63Params(DynamicsParams):
 
 class Lorenz63(_FileTask):
     name = "lorenz63"
+    # the generator, for tests and notebooks (reach it through the registry's class)
+    rhs = staticmethod(_lorenz63_rhs)
+    integrate = staticmethod(integrate_lorenz63)
+    generated = staticmethod(generated_lorenz63)
     summary = ("Lorenz-63 (3-d chaotic): GTF paper files (100000 steps, 5 % noisy train, clean test) or "
                "generated with solve_ivp at dt 0.01 (any length up to 1e6); free-run D_stsp / D_H / PE(20)")
     Params = Lorenz63Params
@@ -353,6 +357,12 @@ class Lorenz63SlowParams(DynamicsParams):
 
 class Lorenz63Slow(DynamicsTask):
     name = "lorenz63-slow"
+    # the generator, for tests and notebooks (reach it through the registry's class)
+    rhs = staticmethod(lorenz63_slow_rhs)
+    integrate = staticmethod(integrate_lorenz63_slow)
+    initial_conditions = staticmethod(lorenz63_slow_initial_conditions)
+    raw = staticmethod(raw_lorenz63_slow)
+    generated = staticmethod(generated_lorenz63_slow)
     summary = ("Lorenz-63 with rho = 32 + 6 u driven by a slow oscillator (u, v) of period 200 (20000 steps at dt "
                "0.01); 5-d, all observed, generated; free-run D_stsp / D_H / PE(20)")
     Params = Lorenz63SlowParams

@@ -24,7 +24,6 @@ source's entropy rate -- the best achievable ``bpt`` in the long run.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -153,8 +152,6 @@ class MarkovTokens(TokenStreamTask):
             h = -np.nansum(np.where(self.table > 0, self.table * np.log2(self.table), 0.0), axis=1)
         return float(pi @ h)
 
-    def hints(self) -> dict[str, Any]:
-        return {"vocab_size": self.params.vocab, "level": "token"}
 
     def evaluate(self, model: RecurrentModel, split: str) -> dict[str, float]:
         out = super().evaluate(model, split)

@@ -35,9 +35,8 @@ import torch
 from pydantic import Field, model_validator
 
 from suite.adaptive_truncation import estimate_truncation, gradient_norms_by_lag
-from suite.context import TrainContext
-from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData
-from suite.gradient_fidelity import GradientAverage, scored_positions, trainable_parameters
+from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
+from suite.training import GradientAverage, batches, buffered_segment, cut_streams, trainable_parameters, update
 
 
 class AdaptiveTBPTTParams(Params):
@@ -68,46 +67,19 @@ class AdaptiveTBPTTParams(Params):
         return self.W if self.Kmax is None else self.Kmax
 
 
-def lr_factor(K: int, scaling: str) -> float:
-    """The factor applied to the base learning rate at truncation ``K``."""
-    if scaling == "sqrt":
-        return math.sqrt(K)
-    if scaling == "linear":
-        return float(K)
-    return 1.0
-
-
-def buffered_segment(model: RecurrentModel, data: TrainData, part: SequenceData, h: torch.Tensor | None,
-                     h_idx: int, pos: int, K: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """One 'original-buffer' segment of streams ``part``: loss on outputs ``[pos, pos+K)``.
-
-    ``h`` is the (detached) state after input ``h_idx`` (``None``/``-1``: the zero state before
-    the stream). The segment's inputs start at ``max(pos - K + 1, 0)`` (the state is first
-    advanced without gradient if it lies earlier; if it lies later, the buffer is shorter).
-    Returns the loss, the state after input ``pos`` (not detached; the next segment's start
-    when K is unchanged), the segment end and its number of scored positions.
-    """
-    end = min(pos + K, part.length)
-    a = max(pos - K + 1, 0)
-    if h_idx + 1 < a:
-        with torch.no_grad():
-            _, h = model(part.x[:, h_idx + 1 : a], h)
-        h_idx = a - 1
-    a = h_idx + 1
-    y1, h_c = model(part.x[:, a : pos + 1], h)
-    y_hat = y1[:, -1:]
-    if end > pos + 1:
-        y2, _ = model(part.x[:, pos + 1 : end], h_c)
-        y_hat = torch.cat([y_hat, y2], dim=1)
-    mask = None if part.mask is None else part.mask[:, pos:end]
-    loss = data.loss(y_hat, part.y[:, pos:end], mask)
-    return loss, h_c, end, scored_positions(mask, part.batch, end - pos)
-
-
 class AdaptiveTBPTT(Method):
     name = "adaptive_tbptt"
     summary = "stateful TBPTT(K) with a K-1 buffer; K re-estimated from gradient-norm decay to meet a relative bias delta"
     Params = AdaptiveTBPTTParams
+
+    @staticmethod
+    def lr_factor(K: int, scaling: str) -> float:
+        """The factor applied to the base learning rate at truncation ``K``."""
+        if scaling == "sqrt":
+            return math.sqrt(K)
+        if scaling == "linear":
+            return float(K)
+        return 1.0
 
     def __init__(self, params: AdaptiveTBPTTParams) -> None:
         super().__init__(params)
@@ -129,24 +101,17 @@ class AdaptiveTBPTT(Method):
         return burn, W, tau
 
     def _streams(self, train: SequenceData) -> SequenceData:
-        """Each sequence cut into ``s`` contiguous streams: ``[B * s, T // s]``."""
+        """Each sequence cut into contiguous streams, at least ``batch_size`` in all when they are long enough."""
         p = self.params
-        per_seq = max(1, min(math.ceil(p.batch_size / train.batch), train.length // p.K_max))
-        span = train.length // per_seq
-        cut = train.slice_time(0, per_seq * span)
-        rows = train.batch * per_seq
-        x = cut.x.reshape(rows, span, *cut.x.shape[2:])
-        y = cut.y.reshape(rows, span, *cut.y.shape[2:])
-        mask = None if cut.mask is None else cut.mask.reshape(rows, span)
-        return SequenceData(x, y, mask)
+        return cut_streams(train, min(math.ceil(p.batch_size / train.batch), train.length // p.K_max))
 
     def _set_lr(self, opt: torch.optim.Optimizer, base_lr: float) -> None:
-        lr = base_lr * lr_factor(self.K, self.params.lr_scaling)
+        lr = base_lr * self.lr_factor(self.K, self.params.lr_scaling)
         for group in opt.param_groups:
             group["lr"] = lr
 
     # --- training -------------------------------------------------------------------------------
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p = self.params
         streams = self._streams(data.train)
         geometry = self.estimation_geometry(data.train.length)
@@ -155,25 +120,20 @@ class AdaptiveTBPTT(Method):
         ctx.log(K=self.K)
         updates = 0
         for _ in ctx.epoch_range():
-            order = torch.randperm(streams.batch).to(streams.x.device)
-            for g in range(0, streams.batch, p.batch_size):
-                part = streams.select(order[g : g + p.batch_size])
+            for idx in batches(streams.batch, p.batch_size, True, streams.x.device):
+                part = streams.select(idx)
                 h, h_idx, pos = None, -1, 0
                 while pos < part.length:
                     loss, h_c, end, _ = buffered_segment(model, data, part, h, h_idx, pos, self.K)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.clip_gradients()
-                    opt.step()
                     h, h_idx, samples, pos = h_c.detach(), pos, part.batch * (end - pos), end
                     updates += 1
-                    if ctx.step(loss, samples=samples):
+                    if update(ctx, opt, loss, samples=samples):
                         return
                     if p.adapt and updates % p.reestimate_every == 0:
                         self.reestimate(model, data, ctx, geometry)
                         self._set_lr(opt, ctx.lr)
 
-    def reestimate(self, model: RecurrentModel, data: TrainData, ctx: TrainContext | None = None,
+    def reestimate(self, model: RecurrentModel, data: TrainData, ctx: Trainer | None = None,
                    geometry: tuple[int, int, int] | None = None) -> dict[str, float]:
         """Re-estimate K from ``R`` batches of random training windows; sets and returns it."""
         p, train = self.params, data.train

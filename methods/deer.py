@@ -27,102 +27,16 @@ A solve that hits ``max_iter`` is not an error: training goes on with the last i
 
 from __future__ import annotations
 
-import time
-import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from suite.context import TrainContext
-from suite.contracts import ANALYTIC_JACOBIAN, STEP, Method, Params, RecurrentModel, SequenceData, TrainData
-from suite.ops import DeerInfo, NewtonNotConverged, deer_solve
-from suite.training.newton import check_solve
+from suite.contracts import STEP, Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
+from suite.training import GradientAverage, Timer, batches, chunk_bounds, scored_positions, trainable_parameters, update
+from suite.training.newton import FunctionalCell, WarmStartCache, check_solve, deer_forward, solver_options
 
-VARIANTS = {  # variant -> (jacobian, damping)
-    "dense": ("dense", None),
-    "quasi": ("diag", None),
-    "elk": ("dense", "elk"),
-    "quasi-elk": ("diag", "elk"),
-}
-
-
-# --- the model as a pure cell for the solver --------------------------------------------------------
-
-class _Call(nn.Module):
-    """``forward(*args) = model.<fn>(*args)``, so ``functional_call`` can swap the model's parameters."""
-
-    def __init__(self, model: nn.Module, fn: str) -> None:
-        super().__init__()
-        self.model = model
-        self.fn = fn
-
-    def forward(self, *args: Tensor) -> Tensor:
-        return getattr(self.model, self.fn)(*args)
-
-
-class FunctionalCell:
-    """``f(params, h [N, D], u [N, I])`` and (if the model has one) ``jac_fn`` for ``deer_solve``.
-
-    ``params`` maps ``"model.<name>"`` to the model's trainable parameters themselves, so the
-    solver's gradients land on them.
-    """
-
-    def __init__(self, model: RecurrentModel) -> None:
-        self.step_call = _Call(model, "step")
-        self.has_jacobian = ANALYTIC_JACOBIAN in model.capabilities and hasattr(model, "jacobian")
-        self.jac_call = _Call(model, "jacobian") if self.has_jacobian else None
-        self.has_diagonal = callable(getattr(model, "jacobian_diagonal", None))
-        self.diag_call = _Call(model, "jacobian_diagonal") if self.has_diagonal else None
-        self.model = model
-
-    def params(self) -> dict[str, Tensor]:
-        return {f"model.{n}": p for n, p in self.model.named_parameters() if p.requires_grad}
-
-    def f(self, params: dict[str, Tensor], h: Tensor, u: Tensor) -> Tensor:
-        return torch.func.functional_call(self.step_call, params, (h, u))
-
-    def jac_fn(self, params: dict[str, Tensor], h: Tensor, u: Tensor) -> Tensor:
-        assert self.jac_call is not None
-        return torch.func.functional_call(self.jac_call, params, (h, u))
-
-    def diag_fn(self, params: dict[str, Tensor], h: Tensor, u: Tensor) -> Tensor:
-        assert self.diag_call is not None
-        return torch.func.functional_call(self.diag_call, params, (h, u))
-
-    def solve(self, h0: Tensor, u: Tensor, **kwargs: Any) -> tuple[Tensor, DeerInfo]:
-        """``deer_solve`` on this cell (keyword arguments as there); non-convergence is not warned.
-
-        Quasi variants use the model's closed-form ``jacobian_diagonal`` when it has one (O(D) per
-        step instead of a full autograd Jacobian); otherwise its analytic ``jacobian``, else autograd."""
-        if kwargs.get("jacobian") == "diag" and self.has_diagonal:
-            kwargs.setdefault("jac_fn", self.diag_fn)
-        kwargs.setdefault("jac_fn", self.jac_fn if self.has_jacobian else None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NewtonNotConverged)
-            return deer_solve(self.f, self.params(), h0, u, **kwargs)
-
-
-def solver_options(p: "DeerParams") -> dict[str, Any]:
-    """``deer_solve`` keyword arguments of a parameter set (variant, tolerances, backward, ...)."""
-    jacobian, damping = VARIANTS[p.variant]
-    return dict(jacobian=jacobian, damping=damping, sigma2=p.sigma2, max_iter=p.max_iter, atol=p.atol,
-                rtol=p.rtol, backward=p.backward, backend=p.scan_backend)
-
-
-def deer_forward(model: RecurrentModel, x: Tensor, h0: Tensor | None = None, init: Tensor | None = None,
-                 cell: FunctionalCell | None = None, **solver: Any) -> tuple[Tensor, Tensor, DeerInfo]:
-    """Outputs ``[B, T, out]``, states ``[B, T, D]`` and solver info for raw inputs ``x``."""
-    cell = cell or FunctionalCell(model)
-    u = model.encode(x)
-    if h0 is None:
-        h0 = model.initial_state(u.shape[0], u.device, u.dtype)
-    H, info = cell.solve(h0, u, init=init, **solver)
-    return model.readout(H, u), H, info
-
-
-# --- the method ---------------------------------------------------------------------------------------
 
 class DeerParams(Params):
     variant: Literal["dense", "quasi", "elk", "quasi-elk"] = Field("dense", description="Newton variant")
@@ -143,91 +57,43 @@ class DeerParams(Params):
         "warn", description="a solve that misses its tolerance: count and warn once, end the trial, or count only")
 
 
-class WarmStartCache:
-    """Trajectories keyed by batch identity, up to ``capacity`` elements in total."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.store: dict[Any, Tensor] = {}
-        self.size = 0
-
-    def get(self, key: Any, shape: torch.Size) -> Tensor | None:
-        H = self.store.get(key)
-        return H if H is not None and H.shape == shape else None
-
-    def put(self, key: Any, H: Tensor) -> None:
-        old = self.store.pop(key, None)
-        if old is not None:
-            self.size -= old.numel()
-        if self.size + H.numel() <= self.capacity:
-            self.store[key] = H.detach()
-            self.size += H.numel()
-
-
-def chunk_bounds(length: int, seq_len: int | None) -> list[tuple[int, int]]:
-    if not seq_len or seq_len >= length:
-        return [(0, length)]
-    return [(s, min(s + seq_len, length)) for s in range(0, length, seq_len)]
-
-
 class Deer(Method):
     name = "deer"
     summary = "DEER / quasi-DEER / ELK / quasi-ELK: hidden states by parallel-in-time Newton on model.step"
     Params = DeerParams
     requires = frozenset({STEP})
 
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p, train = self.params, data.train
         opt = ctx.make_optimizer()
-        cell = FunctionalCell(model)
-        solver = solver_options(p)
+        cell, solver = FunctionalCell(model), solver_options(p)
         cache = WarmStartCache(p.warm_start_cache if p.warm_start else 0)
-        batch = p.batch_size or train.batch
         bounds = chunk_bounds(train.length, p.seq_len)
         for _ in ctx.epoch_range():
-            order = torch.randperm(train.batch) if p.shuffle else torch.arange(train.batch)
-            for start in range(0, train.batch, batch):
-                idx = order[start: start + batch]
-                seqs = train.select(idx.to(train.x.device))
-                key_rows = tuple(idx.tolist())
-                h = None
+            for idx in batches(train.batch, p.batch_size, p.shuffle):
+                seqs, h = train.select(idx.to(train.x.device)), None
                 for a, b in bounds:
-                    part = seqs.slice_time(a, b)
-                    key = (key_rows, a)
-                    t0 = time.perf_counter()
+                    part, key = seqs.slice_time(a, b), (tuple(idx.tolist()), a)
+                    timer = Timer(part.x)
                     h0 = h if h is not None else model.initial_state(part.batch)
                     init = cache.get(key, torch.Size((part.batch, part.length, model.state_size)))
                     y_hat, H, info = deer_forward(model, part.x, h0, init=init, cell=cell, **solver)
                     loss = data.loss(y_hat, part.y, part.mask)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.clip_gradients()
-                    opt.step()
                     cache.put(key, H)
                     h = H[:, -1].detach()
-                    if H.is_cuda:
-                        torch.cuda.synchronize()
-                    elapsed = time.perf_counter() - t0
-                    if ctx.step(loss, samples=part.batch * part.length, **check_solve(info, p.on_nonconvergence, ctx),
-                                tokens_per_s=part.batch * part.length / max(elapsed, 1e-9)):
+                    if update(ctx, opt, loss, samples=part.batch * part.length, timer=timer,
+                              **check_solve(info, p.on_nonconvergence, ctx)):
                         return
 
-    # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
     def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[Tensor]:
         """The gradient of the mean loss over ``probe`` as this method computes it (chunks, carried state)."""
-        from suite.gradient_fidelity import GradientAverage, scored_positions, trainable_parameters
-
-        p = self.params
-        cell = FunctionalCell(model)
-        solver = solver_options(p)
+        cell, solver = FunctionalCell(model), solver_options(self.params)
         avg = GradientAverage(trainable_parameters(model))
         with torch.enable_grad():
             h = None
-            for a, b in chunk_bounds(probe.length, p.seq_len):
+            for a, b in chunk_bounds(probe.length, self.params.seq_len):
                 part = probe.slice_time(a, b)
                 y_hat, H, _ = deer_forward(model, part.x, h, cell=cell, **solver)
                 avg.add(data.loss(y_hat, part.y, part.mask), scored_positions(part.mask, part.batch, part.length))
                 h = H[:, -1].detach()
         return avg.result()
-
-

@@ -42,159 +42,20 @@ update, ``norm_estimate`` when alpha is re-estimated; ``gtf_deer`` also ``newton
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from suite.context import TrainContext
-from suite.contracts import STEP, Method, Params, RecurrentModel, TrainData
-from suite.ops import DeerInfo, NewtonNotConverged, deer_solve, gtf_deer_solve
-from suite.tasklib.dynamics import OBSERVATION_INVERSE, forcing_signals, state_from_observation
-from suite.training.newton import check_solve
+from suite.contracts import OBSERVATION_INVERSE, STEP, Method, Params, RecurrentModel, TrainData, Trainer
+from suite.tasklib.dynamics import forcing_signals, state_from_observation
+from suite.training import Timer, update
+from suite.training.forcing import AlphaSchedule, gtf_parallel, gtf_sequential
+from suite.training.newton import FunctionalCell, WarmStartCache, check_solve, solver_options
 
+WARM_START_ELEMENTS = 50_000_000  #: trajectory elements kept for the whole-trajectory warm start
 
-def _sibling(name: str) -> Any:
-    """Another built-in method module, loaded the way the registry loads it (same module object)."""
-    from suite.registry import _import_file
-
-    return _import_file(Path(__file__).with_name(f"{name}.py"))
-
-
-_deer = _sibling("deer")
-FunctionalCell = _deer.FunctionalCell
-
-
-# --- the forced recurrence ------------------------------------------------------------------------
-
-def force(z: Tensor, zhat: Tensor, alpha: float, k: int) -> Tensor:
-    """``(1 - alpha) z + alpha zhat`` on the first ``k`` units, ``z`` on the others."""
-    if k >= z.shape[-1]:
-        return (1.0 - alpha) * z + alpha * zhat
-    return torch.cat([(1.0 - alpha) * z[..., :k] + alpha * zhat[..., :k], z[..., k:]], -1)
-
-
-def gtf_sequential(model: RecurrentModel, z0: Tensor, u: Tensor, zhat: Tensor, alpha: float,
-                   k: int) -> tuple[Tensor, Tensor]:
-    """Predictions ``z_t`` and forced states ``z~_t`` ``[B, T, D]`` by the step loop (BPTT-able)."""
-    zf = z0
-    preds, forced = [], []
-    for u_t, zh_t in zip(u.unbind(1), zhat.unbind(1)):
-        z = model.step(zf, u_t)
-        zf = force(z, zh_t, alpha, k)
-        preds.append(z)
-        forced.append(zf)
-    return torch.stack(preds, 1), torch.stack(forced, 1)
-
-
-def gtf_parallel(model: RecurrentModel, z0: Tensor, u: Tensor, zhat: Tensor, alpha: float, k: int,
-                 cell: FunctionalCell | None = None, init: Tensor | None = None,
-                 **solver: Any) -> tuple[Tensor, Tensor, DeerInfo]:
-    """Like :func:`gtf_sequential`, with the forced states from a DEER solve (``solver``: deer_solve options)."""
-    cell = cell or FunctionalCell(model)
-    B, T, D = zhat.shape
-    alpha = float(alpha)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NewtonNotConverged)
-        jac_fn = cell.jac_fn if cell.has_jacobian else None
-        if k >= D:
-            Zf, info = gtf_deer_solve(cell.f, cell.params(), z0, u, alpha, zhat, init=init, jac_fn=jac_fn, **solver)
-        else:
-            Zf, info = _partial_solve(cell, z0, u, zhat, alpha, k, init, jac_fn, solver)
-    hprev = torch.cat([z0.unsqueeze(1), Zf[:, :-1]], 1)
-    preds = model.step(hprev.reshape(B * T, D), u.reshape(B * T, -1)).reshape(B, T, D)
-    return preds, Zf, info
-
-
-def _partial_solve(cell: FunctionalCell, z0: Tensor, u: Tensor, zhat: Tensor, alpha: float, k: int,
-                   init: Tensor | None, jac_fn: Any, solver: dict[str, Any]) -> tuple[Tensor, DeerInfo]:
-    """DEER on the partially forced map ``z -> force(F(z, u_t), zhat_t)`` (inputs ``[u, zhat]``)."""
-    n_in = u.shape[-1]
-
-    def f_forced(params: dict[str, Tensor], z: Tensor, v: Tensor) -> Tensor:
-        return force(cell.f(params, z, v[..., :n_in]), v[..., n_in:], alpha, k)
-
-    forced_jac = None
-    if jac_fn is not None:
-        def forced_jac(params: dict[str, Tensor], z: Tensor, v: Tensor) -> Tensor:
-            J = jac_fn(params, z, v[..., :n_in])
-            scale = torch.ones(z.shape[-1], dtype=J.dtype, device=J.device)
-            scale[:k] = 1.0 - alpha
-            return J * scale.unsqueeze(-1)
-
-    v = torch.cat([u, zhat.to(u.dtype)], -1)
-    return deer_solve(f_forced, cell.params(), z0, v, init=zhat if init is None else init, jac_fn=forced_jac,
-                      **solver)
-
-
-# --- alpha ----------------------------------------------------------------------------------------
-
-def jacobians_at(model: RecurrentModel, z: Tensor, u: Tensor) -> Tensor:
-    """``d step / d z`` at states ``z [P, D]`` with inputs ``u [P, I]``: ``[P, D, D]``."""
-    if hasattr(model, "jacobian"):
-        return model.jacobian(z, u)
-
-    def single(h: Tensor, x: Tensor) -> Tensor:
-        return model.step(h.unsqueeze(0), x.unsqueeze(0)).squeeze(0)
-
-    return torch.func.vmap(torch.func.jacrev(single))(z, u)
-
-
-@torch.no_grad()
-def estimate_norm(model: RecurrentModel, zhat: Tensor, u: Tensor, estimator: str, points: int) -> float:
-    """Jacobian-norm estimate N^ on forcing signals ``zhat [B, T, D]`` (see module docstring)."""
-    if estimator == "jacobian_upper_bound":
-        return float(model.norm_upper_bound())
-    B, T, D = zhat.shape
-    if T > points:
-        sel = torch.linspace(0, T - 1, points, device=zhat.device).round().long()
-        zhat, u = zhat[:, sel], u[:, sel]
-        T = points
-    J = jacobians_at(model, zhat.reshape(B * T, D), u.reshape(B * T, -1)).reshape(B, T, D, D)
-    if estimator == "arithmetic_mean":
-        return float(torch.linalg.matrix_norm(J.mean(1), ord=2).max())
-    norms = torch.linalg.matrix_norm(J, ord=2)  # [B, T]
-    if estimator == "batch_maximum":
-        return float(norms.max())
-    # product_upper_bound: geometric mean along each window, max over windows
-    return float(torch.exp(torch.log(norms.clamp_min(1e-30)).mean(1)).max())
-
-
-def optimal_alpha(norm: float) -> float:
-    """alpha* = max(0, 1 - 1/N^)."""
-    if not math.isfinite(norm) or norm <= 0:
-        return 0.0 if norm <= 0 else 1.0
-    return max(0.0, 1.0 - 1.0 / norm)
-
-
-class AlphaSchedule:
-    """Constant or adaptive alpha (GTF's annealing: raise at once, decay slowly)."""
-
-    def __init__(self, mode: str, alpha: float, estimator: str, every: int, decay: float, points: int) -> None:
-        self.mode, self.alpha, self.estimator = mode, float(alpha), estimator
-        self.every, self.decay, self.points = every, decay, points
-        self.updates = 0
-        self.last_norm: float | None = None
-
-    def update(self, model: RecurrentModel, zhat: Tensor, u: Tensor) -> float | None:
-        """Count one update; re-estimate alpha when due. Returns N^ when it was estimated."""
-        self.updates += 1
-        if self.mode != "adaptive" or self.updates % self.every:
-            return None
-        norm = estimate_norm(model, zhat, u, self.estimator, self.points)
-        a_est = optimal_alpha(norm)
-        self.alpha = a_est if a_est > self.alpha else self.decay * self.alpha + (1.0 - self.decay) * a_est
-        self.alpha = min(1.0, max(0.0, self.alpha))
-        self.last_norm = norm
-        return norm
-
-
-# --- the methods ----------------------------------------------------------------------------------
 
 class GTFParams(Params):
     seq_len: int = Field(200, gt=0, description="predicted steps per window L (>= trajectory: whole trajectory)")
@@ -228,7 +89,7 @@ class GTFDeerParams(GTFParams):
 class _GTFBase(Method):
     requires = frozenset({STEP, OBSERVATION_INVERSE})
 
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p, train = self.params, data.train
         opt = ctx.make_optimizer()
         schedule = AlphaSchedule(p.alpha_mode, p.alpha, p.alpha_estimator, p.alpha_every, p.alpha_decay,
@@ -249,7 +110,7 @@ class _GTFBase(Method):
                     starts = torch.randint(n_starts, (p.batch_size,), device=train.y.device)
                 cols = starts[:, None] + offsets
                 x_win, y_win = train.x[rows, cols], train.y[rows, cols]
-                t0 = time.perf_counter()
+                timer = Timer(y_win)
                 u = model.encode(x_win)[:, 1:]
                 z0 = state_from_observation(model, y_win[:, 0])
                 zhat, k = forcing_signals(model, y_win[:, 1:])
@@ -257,26 +118,19 @@ class _GTFBase(Method):
                 key = "whole" if whole else None  # random windows never repeat: no warm start
                 preds, diag = self._forward(model, z0, u, zhat, schedule.alpha, k, state, key, ctx)
                 loss = data.loss(model.readout(preds, u), y_win[:, 1:])
-                total = loss + p.l2 * sum(w.pow(2).sum() for w in weights) if p.l2 > 0 else loss
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                ctx.clip_gradients()
-                opt.step()
-                if preds.is_cuda:
-                    torch.cuda.synchronize()
-                elapsed = time.perf_counter() - t0
+                penalty = p.l2 * sum(w.pow(2).sum() for w in weights) if p.l2 > 0 else None
                 diag["alpha"] = schedule.alpha
-                diag["tokens_per_s"] = y_win.shape[0] * L / max(elapsed, 1e-9)
                 if norm is not None:
                     diag["norm_estimate"] = norm
-                if ctx.step(loss, samples=y_win.shape[0] * L, **diag):
+                if update(ctx, opt, loss, samples=y_win.shape[0] * L, timer=timer,
+                          objective=None if penalty is None else loss + penalty, **diag):
                     return
 
     def _setup(self, model: RecurrentModel) -> Any:
         return None
 
     def _forward(self, model: RecurrentModel, z0: Tensor, u: Tensor, zhat: Tensor, alpha: float, k: int,
-                 state: Any, key: Any, ctx: TrainContext) -> tuple[Tensor, dict[str, float]]:
+                 state: Any, key: Any, ctx: Trainer) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
 
@@ -297,8 +151,8 @@ class GTFDeer(_GTFBase):
 
     def _setup(self, model: RecurrentModel) -> Any:
         p = self.params
-        solver = _deer.solver_options(p)
-        cache = _deer.WarmStartCache(50_000_000 if p.warm_start else 0)
+        solver = solver_options(p)
+        cache = WarmStartCache(WARM_START_ELEMENTS if p.warm_start else 0)
         return FunctionalCell(model), solver, cache
 
     def _forward(self, model, z0, u, zhat, alpha, k, state, key, ctx):

@@ -15,13 +15,11 @@ scan states and the sequential step loop on the first sequence of the batch (fir
 
 from __future__ import annotations
 
-import time
-
 import torch
 from pydantic import Field
 
-from suite.context import TrainContext
-from suite.contracts import LINEAR_RECURRENCE, Method, Params, RecurrentModel, SequenceData, TrainData
+from suite.contracts import LINEAR_RECURRENCE, Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
+from suite.training import GradientAverage, Timer, batches, chunk_bounds, scored_positions, trainable_parameters, update
 
 
 class ScanTrainParams(Params):
@@ -30,12 +28,6 @@ class ScanTrainParams(Params):
     shuffle: bool = Field(True, description="shuffle sequences each epoch")
     drift_every: int = Field(0, ge=0, description="log scan-vs-loop drift every n updates (0: never)")
     drift_length: int = Field(256, gt=0, description="steps compared by the drift monitor")
-
-
-def _chunks(length: int, seq_len: int | None) -> list[tuple[int, int]]:
-    if not seq_len or seq_len >= length:
-        return [(0, length)]
-    return [(s, min(s + seq_len, length)) for s in range(0, length, seq_len)]
 
 
 @torch.no_grad()
@@ -53,45 +45,32 @@ class Scan(Method):
     Params = ScanTrainParams
     requires = frozenset({LINEAR_RECURRENCE})
 
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p, train = self.params, data.train
         opt = ctx.make_optimizer()
-        batch = p.batch_size or train.batch
-        bounds = _chunks(train.length, p.seq_len)
+        bounds = chunk_bounds(train.length, p.seq_len)
         for _ in ctx.epoch_range():
-            order = torch.randperm(train.batch) if p.shuffle else torch.arange(train.batch)
-            for start in range(0, train.batch, batch):
-                seqs = train.select(order[start: start + batch].to(train.x.device))
-                h = None
+            for idx in batches(train.batch, p.batch_size, p.shuffle, train.x.device):
+                seqs, h = train.select(idx), None
                 for a, b in bounds:
                     part = seqs.slice_time(a, b)
-                    t0 = time.perf_counter()
-                    y_hat, h_last = model(part.x, h)
-                    loss = data.loss(y_hat, part.y, part.mask)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    ctx.clip_gradients()
-                    opt.step()
-                    if part.x.is_cuda:
-                        torch.cuda.synchronize()
-                    elapsed = time.perf_counter() - t0
-                    h = h_last.detach()
-                    diag = {"tokens_per_s": part.batch * part.length / max(elapsed, 1e-9)}
-                    if p.drift_every and (ctx.steps + 1) % p.drift_every == 0:
+                    diag = {}
+                    if p.drift_every and (ctx.steps + 1) % p.drift_every == 0:  # not timed
                         probe = part.select(slice(0, 1)).slice_time(0, min(p.drift_length, part.length))
                         diag["scan_drift"] = scan_drift(model, probe.x)
-                    if ctx.step(loss, samples=part.batch * part.length, **diag):
+                    timer = Timer(part.x)
+                    y_hat, h_last = model(part.x, h)
+                    h = h_last.detach()
+                    if update(ctx, opt, data.loss(y_hat, part.y, part.mask), samples=part.batch * part.length,
+                              timer=timer, **diag):
                         return
 
-    # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
     def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[torch.Tensor]:
         """Gradient of the mean probe loss as trained here (whole sequences = full BPTT; chunks carry state)."""
-        from suite.gradient_fidelity import GradientAverage, scored_positions, trainable_parameters
-
         avg = GradientAverage(trainable_parameters(model))
         with torch.enable_grad():
             h = None
-            for a, b in _chunks(probe.length, self.params.seq_len):
+            for a, b in chunk_bounds(probe.length, self.params.seq_len):
                 part = probe.slice_time(a, b)
                 y_hat, h_last = model(part.x, h)
                 avg.add(data.loss(y_hat, part.y, part.mask), scored_positions(part.mask, part.batch, part.length))

@@ -60,13 +60,13 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from suite.context import TrainContext
 from suite.contracts import (
     STEP,
     Method,
     Params,
     RecurrentModel,
     TrainData,
+    Trainer,
     model_device_dtype,
 )
 from suite.smt.adapter import ModelStudent, TransformerUpdater
@@ -171,7 +171,7 @@ class SMT(Method):
     Params = SMTParams
     requires = frozenset({STEP})
 
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p = self.params
         if not (data.input.is_tokens and data.output.is_tokens and data.input.size == data.output.size):
             raise ValueError("smt needs next-token prediction on tokens (input and output vocabularies equal)")
@@ -207,7 +207,7 @@ class SMT(Method):
                 frac = ctx.budget_fraction
                 if frac >= dmt_start_fraction:
                     if dmt_opt is None:  # end of the SMT phase: the paper's checkpoint
-                        self._diagnostics(ctx, diag_windows, "smt_end_")
+                        self._diagnostics(model, ctx, diag_windows, "smt_end_")
                         teacher.requires_grad_(False)
                         teacher.eval()
                         dmt_opt = ctx.make_optimizer(rnn_params, lr=ctx.lr * p.dmt_lr_scale)
@@ -250,9 +250,7 @@ class SMT(Method):
                 break
         if updater is not None and p.copy_decoder_to_readout:
             updater.copy_readout_from(teacher)
-        # NOTE: the context reports diagnostics with its next evaluation; logged after the last step
-        # they reach the final record only if the context forwards pending diagnostics.
-        self._diagnostics(ctx, diag_windows, "")
+        self._diagnostics(model, ctx, diag_windows, "")  # logged after the last step: they reach the final record
 
     # --- DMT ------------------------------------------------------------------------------------------
     def _dmt_step(self, s, teacher, student, updater, opt, rnn_params, ctx, frac, start, gen, autocast):
@@ -290,17 +288,17 @@ class SMT(Method):
         idx = starts[:, None] + torch.arange(read_len + E, device=s.device)
         return s[rows[:, None], idx], read_len
 
-    def _diagnostics(self, ctx: TrainContext, windows, prefix: str) -> None:
+    def _diagnostics(self, model: RecurrentModel, ctx: Trainer, windows, prefix: str) -> None:
         if windows is None:
             return
         tokens, read_len = windows
-        was = self.teacher.training, ctx.model.training
+        was = self.teacher.training, model.training
         self.teacher.eval()
-        ctx.model.eval()
+        model.eval()
         try:
             diag = {
                 "teacher_prefix_bpt": evaluate_with_teacher_prefix(self.teacher, self.student, tokens, read_len)["bpt"],
-                "zero_state_bpt": zero_state_ce(ctx.model, tokens, read_len)["bpt"],
+                "zero_state_bpt": zero_state_ce(model, tokens, read_len)["bpt"],
                 "teacher_bpt": teacher_sliding_ce(self.teacher, tokens, read_len,
                                                   stride=max(1, (tokens.shape[1] - read_len) // 32))["bpt"],
             }
@@ -309,5 +307,5 @@ class SMT(Method):
                     self.teacher, self.updater, tokens, read_len)["bpt"]
         finally:
             self.teacher.train(was[0])
-            ctx.model.train(was[1])
+            model.train(was[1])
         ctx.log(**{prefix + k: v for k, v in diag.items()})

@@ -17,8 +17,16 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from suite.context import TrainContext
-from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData
+from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
+from suite.training import (
+    GradientAverage,
+    StatelessWindows,
+    burn_in_loss,
+    cut_streams,
+    scored_positions,
+    trainable_parameters,
+    update,
+)
 
 
 class TBPTTParams(Params):
@@ -43,140 +51,83 @@ class TBPTTParams(Params):
         return int(round(self.burn_in * self.window)) if 0 < self.burn_in < 1 else int(self.burn_in)
 
 
-def window_starts(length: int, window: int, stride: int) -> torch.Tensor:
-    """Start indices covering the sequence; a last window is aligned to the end if needed."""
-    if window >= length:
-        return torch.zeros(1, dtype=torch.long)
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)
-    return torch.tensor(starts, dtype=torch.long)
-
-
-def burn_in_loss(model: RecurrentModel, data: TrainData, part: SequenceData, m: int, grad: bool,
-                 h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss over outputs m.. of a batch of windows, and the final state (not detached)."""
-    if m > 0 and not grad:
-        with torch.no_grad():
-            _, h = model(part.x[:, :m], h0)
-        y_hat, h_last = model(part.x[:, m:], h.detach())
-        rest = part.slice_time(m, part.length)
-        return data.loss(y_hat, rest.y, rest.mask), h_last
-    y_hat, h_last = model(part.x, h0)
-    mask = None if part.mask is None else part.mask[:, m:]
-    return data.loss(y_hat[:, m:], part.y[:, m:], mask), h_last
-
-
 class TBPTT(Method):
     name = "tbptt"
     summary = "truncated BPTT over windows (stateless or stateful) with a burn-in m left out of the loss"
     Params = TBPTTParams
 
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
-        if self.params.mode == "stateful":
-            self._train_stateful(model, data, ctx)
-        else:
-            self._train_stateless(model, data, ctx)
-
-    def _train_stateless(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
-        p, train = self.params, data.train
-        window = min(p.window, train.length)
-        m = min(p.burn_in_steps, window - 1)
-        starts = window_starts(train.length, window, p.stride or p.window)
-        # every (sequence, start) pair is one window
-        seq_idx = torch.arange(train.batch).repeat_interleave(len(starts))
-        start_idx = starts.repeat(train.batch)
-        offsets = torch.arange(window)
-        opt = ctx.make_optimizer()
-        device = train.x.device
-        for _ in ctx.epoch_range():
-            order = torch.randperm(len(seq_idx)) if p.shuffle else torch.arange(len(seq_idx))
-            for b in range(0, len(order), p.batch_size):
-                sel = order[b : b + p.batch_size]
-                rows = seq_idx[sel].to(device)[:, None]
-                cols = (start_idx[sel][:, None] + offsets).to(device)
-                part = SequenceData(train.x[rows, cols], train.y[rows, cols],
-                                    None if train.mask is None else train.mask[rows, cols])
-                loss, _ = burn_in_loss(model, data, part, m, p.burnin_grad)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                ctx.clip_gradients()
-                opt.step()
-                if ctx.step(loss, samples=part.batch * (window - m)):
-                    return
-
-    def _stream_layout(self, seq: SequenceData) -> tuple[SequenceData, int, int]:
-        """``seq`` cut into contiguous streams (stateful mode), the window and the burn-in used."""
+    # --- the window plan (used by train and probe_gradient alike) ---------------------------------
+    def windows(self, seq: SequenceData) -> tuple[StatelessWindows, int]:
+        """Stateless mode: every window of ``seq`` and the burn-in used."""
         p = self.params
-        streams = max(1, min(p.batch_size, seq.length // p.window))
-        span = seq.length // streams
-        # [B * streams, span]: contiguous pieces of every sequence, processed side by side
-        cut = seq.slice_time(0, streams * span)
-        x = cut.x.reshape(seq.batch * streams, span, *cut.x.shape[2:])
-        y = cut.y.reshape(seq.batch * streams, span, *cut.y.shape[2:])
-        mask = None if cut.mask is None else cut.mask.reshape(seq.batch * streams, span)
-        window = min(p.window, span)
+        plan = StatelessWindows(seq, p.window, p.stride or p.window)
+        return plan, min(p.burn_in_steps, plan.window - 1)
+
+    def streams(self, seq: SequenceData) -> tuple[SequenceData, int, int]:
+        """Stateful mode: ``seq`` cut into contiguous streams, the window and the burn-in used."""
+        p = self.params
+        streams = cut_streams(seq, min(p.batch_size, seq.length // p.window))
+        window = min(p.window, streams.length)
         # a burn-in of a whole stream would leave no window to train on (and loop forever)
-        return SequenceData(x, y, mask), window, min(p.burn_in_steps, window - 1)
+        return streams, window, min(p.burn_in_steps, window - 1)
 
-    def _train_stateful(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    @staticmethod
+    def stream_windows(streams: SequenceData, window: int, m: int):
+        """The stateful windows of ``streams`` in time order (a last window shorter than the burn-in is dropped)."""
+        for start in range(0, streams.length, window):
+            part = streams.slice_time(start, min(start + window, streams.length))
+            if part.length <= m:
+                return
+            yield part
+
+    # --- training ---------------------------------------------------------------------------------
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p = self.params
-        stream_data, window, m = self._stream_layout(data.train)
-        span = stream_data.length
         opt = ctx.make_optimizer()
+        if p.mode == "stateless":
+            plan, m = self.windows(data.train)
+            for _ in ctx.epoch_range():
+                for part in plan.iterate(p.batch_size, p.shuffle):
+                    loss, _ = burn_in_loss(model, data, part, m, p.burnin_grad)
+                    if update(ctx, opt, loss, samples=part.batch * (part.length - m)):
+                        return
+            return
+        streams, window, m = self.streams(data.train)
         for _ in ctx.epoch_range():
             h = None
-            for start in range(0, span, window):
-                part = stream_data.slice_time(start, min(start + window, span))
-                if part.length <= m:
-                    break
+            for part in self.stream_windows(streams, window, m):
                 loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, h)
                 h = h_last.detach()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                ctx.clip_gradients()
-                opt.step()
-                if ctx.step(loss, samples=part.batch * (part.length - m)):
+                if update(ctx, opt, loss, samples=part.batch * (part.length - m)):
                     return
 
     # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
     def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[torch.Tensor]:
         """The gradient this method would use on ``probe``: its windows (with burn-in), averaged.
 
-        Stateless: all windows of every probe sequence (in chunks of ``batch_size``) from the zero
-        state. Stateful: the probe cut into streams as in training, windows in time order with the
+        Stateless: all windows of every probe sequence (in chunks of ``batch_size``, in order) from the
+        zero state. Stateful: the probe cut into streams as in training, windows in time order with the
         detached state carried. Windows are weighted by their scored positions, so the result
         estimates the gradient of the mean loss; with a window covering the sequence it equals
         the full-BPTT gradient. Parameters and ``.grad`` are left untouched.
         """
-        from suite.gradient_fidelity import GradientAverage, scored_positions, trainable_parameters
-
         p = self.params
         avg = GradientAverage(trainable_parameters(model))
+
+        def scored(part: SequenceData, m: int) -> float:
+            return scored_positions(None if part.mask is None else part.mask[:, m:], part.batch, part.length - m)
+
         with torch.enable_grad():
-            if p.mode == "stateful":
-                streams, window, m = self._stream_layout(probe)
+            if p.mode == "stateless":
+                plan, m = self.windows(probe)
+                for part in plan.iterate(p.batch_size, shuffle=False):
+                    loss, _ = burn_in_loss(model, data, part, m, p.burnin_grad)
+                    avg.add(loss, scored(part, m))
+            else:
+                streams, window, m = self.streams(probe)
                 h = None
-                for start in range(0, streams.length, window):
-                    part = streams.slice_time(start, min(start + window, streams.length))
-                    if part.length <= m:
-                        break
+                for part in self.stream_windows(streams, window, m):
                     loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, h)
                     h = h_last.detach()
-                    avg.add(loss, scored_positions(None if part.mask is None else part.mask[:, m:], part.batch, part.length - m))
-            else:
-                window = min(p.window, probe.length)
-                m = min(p.burn_in_steps, window - 1)
-                starts = window_starts(probe.length, window, p.stride or p.window)
-                seq_idx = torch.arange(probe.batch).repeat_interleave(len(starts))
-                start_idx = starts.repeat(probe.batch)
-                offsets = torch.arange(window)
-                device = probe.x.device
-                for b in range(0, len(seq_idx), p.batch_size):
-                    rows = seq_idx[b : b + p.batch_size].to(device)[:, None]
-                    cols = (start_idx[b : b + p.batch_size][:, None] + offsets).to(device)
-                    part = SequenceData(probe.x[rows, cols], probe.y[rows, cols],
-                                        None if probe.mask is None else probe.mask[rows, cols])
-                    loss, _ = burn_in_loss(model, data, part, m, p.burnin_grad)
-                    avg.add(loss, scored_positions(None if part.mask is None else part.mask[:, m:], part.batch, window - m))
+                    avg.add(loss, scored(part, m))
         return avg.result()

@@ -1,4 +1,4 @@
-"""The training context a method receives: optimizer, budget, work counting, evaluation, reports.
+"""The training context a method receives (it implements :class:`suite.contracts.Trainer`).
 
 A method calls ``ctx.step(loss, samples=...)`` after every parameter update. The context counts
 steps and samples, ends the trial as *diverged* on a non-finite loss, evaluates on the validation
@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from suite.contracts import RecurrentModel, Task
+from suite.budget import Budget, EvalEvery, Progress, Selection
+from suite.contracts import RecurrentModel, Task, TrainData
 
 
 class TrialStop(Exception):
@@ -37,87 +38,67 @@ class TrialTimeout(TrialStop):
 
 Reporter = Callable[[dict[str, Any]], None]
 
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam,
+    "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
+}
 
-@dataclass
-class Selection:
-    """Selection score = sum_split weight * metric(split); lower is better after orientation."""
 
-    metric: str
-    direction: str
-    split_weights: dict[str, float]
-
-    def score(self, metrics_by_split: dict[str, dict[str, float]]) -> float:
-        total = 0.0
-        for split, w in self.split_weights.items():
-            value = metrics_by_split.get(split, {}).get(self.metric, float("nan"))
-            total += w * value
-        return total
-
-    def oriented(self, score: float) -> float:
-        """Lower is better: negate max-metrics; NaN becomes +inf (worst)."""
-        if score is None or math.isnan(score):
-            return math.inf
-        return score if self.direction == "min" else -score
+def build_optimizer(params: list[nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer a manifest's ``optimizer:`` mapping describes."""
+    name = spec.get("name", "adam")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    kwargs: dict[str, Any] = {"lr": float(spec.get("lr", 1e-3)), "weight_decay": float(spec.get("weight_decay") or 0.0)}
+    if name in ("adam", "adamw", "radam"):
+        kwargs["betas"] = tuple(spec["betas"]) if spec.get("betas") else (0.9, 0.999)
+    else:
+        kwargs["momentum"] = float(spec.get("momentum") or 0.0)
+    return OPTIMIZERS[name](params, **kwargs)
 
 
 @dataclass
 class TrainContext:
-    """Budget, optimizer factory, counters and reporting for one trial (see module docstring)."""
+    """Budget, optimizer factory, counters and reporting for one trial (see the module docstring)."""
 
     task: Task
     model: RecurrentModel
     optimizer_spec: dict[str, Any]
-    budget: dict[str, float]
-    eval_every: dict[str, float]
+    budget: Budget
+    eval_every: EvalEvery
     selection: Selection
     reporter: Reporter
     device: torch.device
     dtype: torch.dtype
     seed: int
     time_limit_s: float | None = None
-    method: Any = None  #: the method being trained (for optional diagnostics hooks)
-    train_data: Any = None  #: its TrainData (for the gradient-fidelity probe)
+    method: Any = None  #: the method being trained (for the gradient-fidelity probe)
+    train_data: TrainData | None = None  #: its TrainData (for the gradient-fidelity probe)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    keep_best: bool = False  #: snapshot the parameters at every new best evaluation (``evaluation: best_val``)
+    on_new_best: Callable[[dict[str, Tensor]], None] | None = None  #: e.g. writes the snapshot to disk
 
     steps: int = 0
     samples: int = 0
     epochs: int = 0
     evaluations: int = 0
     best: dict[str, Any] = field(default_factory=dict)
-    last_val: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, Tensor] | None = None
+    counters: dict[str, int] = field(default_factory=dict)  #: event counts stored in the trial row (``count``)
     _start: float = field(default_factory=time.perf_counter)
     _created: float = field(default_factory=time.perf_counter)  #: the time limit counts from here
     _stopped: float | None = None
     _eval_time: float = 0.0
     _loss_sum: float = 0.0
     _loss_n: int = 0
-    _last_eval_step: int = 0
-    _last_eval_epoch: int = 0
-    _last_eval_time: float = 0.0
+    _last_eval: Progress = field(default_factory=lambda: Progress(0, 0, 0.0))
     _diag: list[tuple[int, str, float]] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=dict)  #: event counts stored in the trial row (``count``)
-    keep_best: bool = False  #: snapshot the parameters at every new best evaluation (``evaluation: best_val``)
-    best_state: dict[str, Tensor] | None = None
-    on_new_best: Callable[[dict[str, Tensor]], None] | None = None  #: e.g. writes the snapshot to disk
 
-    # --- what methods use ---------------------------------------------------------------------
+    # --- the Trainer services (suite.contracts.Trainer) -----------------------------------------
     def make_optimizer(self, params: Iterable[nn.Parameter] | None = None, **overrides: Any) -> torch.optim.Optimizer:
         """The manifest's optimizer over ``params`` (default: all model parameters)."""
-        spec = {**self.optimizer_spec, **overrides}
-        params = list(self.model.parameters() if params is None else params)
-        name, lr, wd = spec.get("name", "adam"), float(spec.get("lr", 1e-3)), float(spec.get("weight_decay") or 0.0)
-        betas = tuple(spec["betas"]) if spec.get("betas") else (0.9, 0.999)
-        if name == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas)
-        if name == "adamw":
-            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
-        if name == "radam":
-            return torch.optim.RAdam(params, lr=lr, weight_decay=wd, betas=betas)
-        if name == "sgd":
-            return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(spec.get("momentum") or 0.0))
-        if name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(spec.get("momentum") or 0.0))
-        raise ValueError(f"unknown optimizer {name!r}")
+        return build_optimizer(list(self.model.parameters() if params is None else params),
+                               {**self.optimizer_spec, **overrides})
 
     @property
     def lr(self) -> float:
@@ -143,14 +124,14 @@ class TrainContext:
         for name, v in diagnostics.items():
             self._diag.append((self.steps, name, float(v)))
         self._check_time_limit()
-        if self._eval_due():
+        if self.eval_every.due(self.progress, self._last_eval):
             self._evaluate_and_report()
         return self.done
 
     def end_epoch(self) -> bool:
         """Count one pass over the training data; True when the budget is spent."""
         self.epochs += 1
-        if "epochs" in self.eval_every and self.epochs - self._last_eval_epoch >= self.eval_every["epochs"]:
+        if self.eval_every.due(self.progress, self._last_eval, at_epoch_end=True):
             self._evaluate_and_report()
         return self.done
 
@@ -161,14 +142,18 @@ class TrainContext:
             if self.end_epoch():
                 return
 
-    def count(self, name: str, n: int = 1) -> None:
-        """Count events of a kind (e.g. ``nonconverged`` Newton solves); the total lands in the trial row."""
-        self.counters[name] = self.counters.get(name, 0) + int(n)
-
     def log(self, **diagnostics: float) -> None:
         """Record method diagnostics at the current step (reported with the next evaluation)."""
         for name, v in diagnostics.items():
             self._diag.append((self.steps, name, float(v)))
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Count events of a kind (e.g. ``nonconverged`` Newton solves); the total lands in the trial row."""
+        self.counters[name] = self.counters.get(name, 0) + int(n)
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(self.steps, self.epochs, self.train_time_s)
 
     @property
     def train_time_s(self) -> float:
@@ -176,45 +161,13 @@ class TrainContext:
         end = self._stopped if self._stopped is not None else time.perf_counter()
         return end - self._start - self._eval_time
 
-    def start_clock(self) -> None:
-        """Start the budget clock (the trial calls this after building and warming up)."""
-        self._start, self._stopped, self._eval_time = time.perf_counter(), None, 0.0
-
-    def stop_clock(self) -> None:
-        """Freeze the training time (the trial's final evaluation is not training)."""
-        if self._stopped is None:
-            self._stopped = time.perf_counter()
-
     @property
     def done(self) -> bool:
-        b = self.budget
-        if "steps" in b:
-            return self.steps >= b["steps"]
-        if "epochs" in b:
-            return self.epochs >= b["epochs"]
-        return self.train_time_s >= b["time_s"]
+        return self.budget.done(self.progress)
 
     @property
     def budget_fraction(self) -> float:
-        b = self.budget
-        if "steps" in b:
-            return self.steps / b["steps"]
-        if "epochs" in b:
-            return self.epochs / b["epochs"]
-        return self.train_time_s / b["time_s"]
-
-    # --- internals ------------------------------------------------------------------------------
-    def _check_time_limit(self) -> None:
-        if self.time_limit_s and time.perf_counter() - self._created > self.time_limit_s:
-            raise TrialTimeout(f"trial exceeded its time limit of {self.time_limit_s:g} s at step {self.steps}")
-
-    def _eval_due(self) -> bool:
-        e = self.eval_every
-        if "steps" in e:
-            return self.steps - self._last_eval_step >= e["steps"]
-        if "seconds" in e:
-            return self.train_time_s - self._last_eval_time >= e["seconds"]
-        return False
+        return self.budget.fraction(self.progress)
 
     def evaluate(self, split: str) -> dict[str, float]:
         """Evaluate on ``split`` ("val" or "train") with the task's protocol; time not charged."""
@@ -231,14 +184,26 @@ class TrainContext:
             self._eval_time += time.perf_counter() - t0
         return metrics
 
+    # --- the trial's side --------------------------------------------------------------------------
+    def start_clock(self) -> None:
+        """Start the budget clock (the trial calls this after building and warming up)."""
+        self._start, self._stopped, self._eval_time = time.perf_counter(), None, 0.0
+
+    def stop_clock(self) -> None:
+        """Freeze the training time (the trial's final evaluation is not training)."""
+        if self._stopped is None:
+            self._stopped = time.perf_counter()
+
+    def _check_time_limit(self) -> None:
+        if self.time_limit_s and time.perf_counter() - self._created > self.time_limit_s:
+            raise TrialTimeout(f"trial exceeded its time limit of {self.time_limit_s:g} s at step {self.steps}")
+
     def _evaluate_and_report(self) -> None:
-        self._last_eval_step, self._last_eval_epoch = self.steps, self.epochs
-        self._last_eval_time = self.train_time_s
+        self._last_eval = self.progress
         val = self.evaluate("val")
-        self.last_val = val
         self.evaluations += 1
         by_split = {"val": val}
-        if "train" in self.selection.split_weights and self.selection.split_weights["train"]:
+        if self.selection.uses_train():
             by_split["train"] = self.evaluate("train")
         score = self.selection.score(by_split)
         if self.diagnostics.get("gradient_fidelity"):

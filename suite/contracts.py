@@ -1,9 +1,15 @@
-"""The three plugin contracts: Task, Model and Method.
+"""The three plugin contracts: Task, Model and Method, and what a method may ask of the engine.
 
 A *Task* owns data, splits and the evaluation protocol; a *Model* is a recurrent module with a
 single-step function (usable under ``torch.func``) and a fused sequence ``forward``; a *Method*
-owns a training procedure, ``train(model, data, ctx)``. The trial wires them together and does
-the final evaluation itself, so every method is measured the same way.
+owns a training procedure, ``train(model, data, ctx)``, where ``ctx`` is a :class:`Trainer`: the
+narrow set of services the engine gives a method (optimizer, gradient clipping, counting an update,
+logging, the budget). The trial wires them together and does the final evaluation itself, so every
+method is measured the same way.
+
+Optional parts are declared as Protocols: :class:`GradientProbe` (a method that can say what gradient it
+would use, for the gradient-fidelity diagnostic), :class:`LinearRecurrence`, :class:`AnalyticJacobian` and
+:class:`JacobianDiagonal` (models). ``rnnbench check`` tests plugins against all of it.
 
 Plugin classes are discovered by the registry (:mod:`suite.registry`): any subclass of
 :class:`Task`, :class:`RecurrentModel` or :class:`Method` with a ``name`` defined in a plugin file.
@@ -12,9 +18,9 @@ Plugin classes are discovered by the registry (:mod:`suite.registry`): any subcl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Iterable, Iterator, Literal, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +28,6 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from suite.datafiles import DataFileError  # noqa: F401  (part of the plugin contract: tasks raise it)
-
-if TYPE_CHECKING:
-    from suite.context import TrainContext
 
 
 class Params(BaseModel):
@@ -42,8 +45,9 @@ STEP = "step"  #: ``step(h, u)`` is a pure single-step function usable under tor
 FUSED_SEQUENCE = "fused_sequence"  #: ``forward`` runs a fused kernel (cuDNN / nn.LSTM) over time
 LINEAR_RECURRENCE = "linear_recurrence"  #: ``recurrence_coeffs(u) -> (a, b)``: h_t = a_t*h_{t-1}+b_t
 ANALYTIC_JACOBIAN = "analytic_jacobian"  #: ``jacobian(h, u)`` gives d step / d h in closed form
-# Optional, without a capability flag: ``jacobian_diagonal(h, u) -> [N, state_size]``, the diagonal of
-# d step / d h in closed form; quasi-DEER uses it instead of the diagonal of a full autograd Jacobian.
+OBSERVATION_INVERSE = "observation_inverse"  #: ``observation_inverse(x)`` and ``forcing_signals(x)`` (DSR, GTF)
+#: the capabilities the engine knows (a plugin may declare its own names too)
+CAPABILITIES = (STEP, FUSED_SEQUENCE, LINEAR_RECURRENCE, ANALYTIC_JACOBIAN, OBSERVATION_INVERSE)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,6 @@ class TrainData:
     train: SequenceData
     input: IOSpec
     output: IOSpec
-    hints: dict[str, Any] = field(default_factory=dict)  #: e.g. {"init_window": 5}
 
     def loss(self, y_hat: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
         return sequence_loss(self.output, y_hat, y, mask)
@@ -180,12 +183,8 @@ class Task(ABC):
         """The :class:`~suite.datafiles.DataFile` entries this task reads (checked before a sweep)."""
         return []
 
-    def hints(self) -> dict[str, Any]:
-        """Facts methods may use (never test data), e.g. the initialisation window."""
-        return {}
-
     def train_data(self) -> TrainData:
-        return TrainData(self.name, self.split("train"), self.input, self.output, self.hints())
+        return TrainData(self.name, self.split("train"), self.input, self.output)
 
     def metric(self, name: str) -> MetricSpec:
         for spec in self.metrics:
@@ -264,10 +263,88 @@ class Method(ABC):
         self.params = params
 
     @abstractmethod
-    def train(self, model: RecurrentModel, data: TrainData, ctx: TrainContext) -> None:
+    def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         """Train ``model`` in place on ``data.train`` until ``ctx.step(...)`` returns True."""
 
 
-PluginKind = Literal["methods", "tasks", "models"]
+@runtime_checkable
+class Trainer(Protocol):
+    """What a method may ask of the engine during ``train`` (the trial's context implements it).
+
+    ``step`` must be called once per parameter update; it returns True when the budget is spent (the
+    method then returns). Everything a method reports beyond its loss goes through ``log`` (diagnostics
+    at the current step, stored in the curves table) or ``count`` (event totals, stored in the trial row).
+    The helpers of :mod:`suite.training` (``update``, windows, streams, ...) are written against it."""
+
+    seed: int  #: the trial's seed (already applied to torch, numpy and random)
+    device: Any  #: where the model lives (torch.device)
+    dtype: Any  #: the model's floating dtype
+
+    def make_optimizer(self, params: Iterable[nn.Parameter] | None = None, **overrides: Any) -> torch.optim.Optimizer:
+        """The manifest's optimizer (``overrides`` replace its fields, e.g. ``lr=``) over ``params`` (default: the model's)."""
+
+    def clip_gradients(self, params: Iterable[nn.Parameter] | None = None) -> float | None:
+        """Clip the gradient norm to the manifest's ``grad_clip`` if set; the norm, or None."""
+
+    def step(self, loss: Tensor | float, samples: int = 0, **diagnostics: float) -> bool:
+        """Count one update (evaluates, reports, enforces the budget); True: stop training."""
+
+    def log(self, **diagnostics: float) -> None:
+        """Record diagnostics at the current step."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` events of kind ``name`` to the trial row's counters."""
+
+    def epoch_range(self) -> Iterator[int]:
+        """``for _ in ctx.epoch_range():`` -- one iteration per pass over the data, until the budget is spent."""
+
+    @property
+    def steps(self) -> int:
+        """Updates counted so far."""
+
+    @property
+    def lr(self) -> float:
+        """The manifest's base learning rate."""
+
+    @property
+    def done(self) -> bool:
+        """The budget is spent."""
+
+    @property
+    def budget_fraction(self) -> float:
+        """The part of the budget spent so far (0..1; a time budget counts training seconds)."""
+
+
+@runtime_checkable
+class GradientProbe(Protocol):
+    """A method that can report the gradient it would use on given sequences (the gradient-fidelity
+    diagnostic compares it with full BPTT's): one tensor per trainable parameter, in ``model.parameters()``
+    order, averaged over its windows with weights = scored positions; parameters and ``.grad`` untouched."""
+
+    def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[Tensor]: ...
+
+
+@runtime_checkable
+class LinearRecurrence(Protocol):
+    """A model whose recurrence is linear in its state (capability LINEAR_RECURRENCE):
+    ``recurrence_coeffs(u) -> (a, b)`` with ``c_t = a_t * c_{t-1} + b_t``."""
+
+    def recurrence_coeffs(self, u: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class AnalyticJacobian(Protocol):
+    """Capability ANALYTIC_JACOBIAN: ``jacobian(h, u) -> [N, D, D]``, d step / d h in closed form."""
+
+    def jacobian(self, h: Tensor, u: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class JacobianDiagonal(Protocol):
+    """Optional: ``jacobian_diagonal(h, u) -> [N, D]``, the diagonal of d step / d h in closed form
+    (quasi-DEER uses it instead of the diagonal of a full autograd Jacobian)."""
+
+    def jacobian_diagonal(self, h: Tensor, u: Tensor) -> Tensor: ...
+
+
 PLUGIN_BASES: dict[str, type] = {"methods": Method, "tasks": Task, "models": RecurrentModel}
-ProgressFn = Callable[[str], None]

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Literal
 import pyarrow as pa
 
 from suite import SCHEMA_VERSION
+from suite.budget import orient
 
 Status = Literal["ok", "diverged", "error", "timeout", "pruned"]
 STATUSES: tuple[str, ...] = typing.get_args(Status)  #: every status is a finished row
@@ -135,13 +136,6 @@ class TrialRecord:
     def from_dict(cls, d: dict[str, Any]) -> TrialRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def orient(score: float | None, direction: str | None) -> float:
-    """Lower is better: max-metrics are negated; a missing or NaN score is +inf (worst)."""
-    if score is None or math.isnan(score):
-        return math.inf
-    return -score if direction == "max" else score
 
 
 @dataclass

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from suite.context import Reporter, Selection, TrainContext, TrialStop
+from suite.budget import Budget, EvalEvery, Selection
+from suite.context import Reporter, TrainContext, TrialStop
 from suite.contracts import Task
 from suite.envinfo import PeakMemory, environment
 from suite.record import TrialRecord
@@ -141,7 +142,7 @@ class _Trial:
             if ctx is not None and record.status in ("ok", "timeout"):
                 self._restore_best(ctx)
                 try:
-                    splits = ["val", "test"] + (["train"] if ctx.selection.split_weights.get("train") else [])
+                    splits = ["val", "test"] + (["train"] if ctx.selection.uses_train() else [])
                     for split in splits:
                         metrics[split] = _final_evaluate(ctx, split)
                 except Exception as exc:
@@ -166,8 +167,9 @@ class _Trial:
         record.primary_metric, record.direction = selection.metric, selection.direction
         record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit, "low": m.low, "high": m.high}
                                for m in task.metrics}
-        self.ctx = ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer, budget=spec.budget,
-                                      eval_every=spec.eval_every, selection=selection, reporter=self.report,
+        self.ctx = ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer,
+                                      budget=Budget.from_dict(spec.budget), eval_every=EvalEvery.from_dict(spec.eval_every),
+                                      selection=selection, reporter=self.report,
                                       device=device, dtype=dtype, seed=spec.seed,
                                       time_limit_s=spec.resources.get("time_limit_s"),
                                       diagnostics=dict(spec.diagnostics))

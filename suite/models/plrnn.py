@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from suite.contracts import ANALYTIC_JACOBIAN, STEP, IOSpec, Params, RecurrentModel
+from suite.contracts import ANALYTIC_JACOBIAN, OBSERVATION_INVERSE, STEP, IOSpec, Params, RecurrentModel
 from suite.models.encoders import InputEncoder
-from suite.tasklib.dynamics import OBSERVATION_INVERSE
 
 
 class ShPLRNNParams(Params):

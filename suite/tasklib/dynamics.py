@@ -78,11 +78,17 @@ import torch
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 from torch import Tensor
 
-from suite.contracts import IOSpec, MetricSpec, Params, RecurrentModel, SequenceData, Task, model_device_dtype
+from suite.contracts import (
+    OBSERVATION_INVERSE,
+    IOSpec,
+    MetricSpec,
+    Params,
+    RecurrentModel,
+    SequenceData,
+    Task,
+    model_device_dtype,
+)
 from suite.metrics.dynamics import dstsp, power_spectrum_hellinger, prediction_error
-
-#: capability: the model has ``observation_inverse`` and ``forcing_signals`` (see module docstring)
-OBSERVATION_INVERSE = "observation_inverse"
 
 PE_STEPS = 20
 DSTSP_BINS = 30
@@ -337,8 +343,6 @@ class DynamicsTask(Task):
         self.input = IOSpec("real", n if self.params.inputs == "previous" else 0)
         self.output = IOSpec("real", n)
 
-    def hints(self) -> dict[str, Any]:
-        return {"dynamics": True, "observation_dim": self.output.size, "inputs": self.params.inputs}
 
     def trajectory(self, split: str) -> np.ndarray:
         """The observations of ``split`` as ``[T, N]`` float64 (uncapped)."""

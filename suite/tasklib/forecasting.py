@@ -148,9 +148,6 @@ class ForecastTask(Task):
         a, b = self.bounds[split]
         return self._table[a:b]
 
-    def hints(self) -> dict[str, Any]:
-        return {"lookback": self.params.lookback, "horizon": self.params.horizon,
-                "output_layout": "horizon-major [H, C]"}
 
     def split(self, name: str) -> SequenceData:
         if name not in SPLITS:

@@ -143,8 +143,6 @@ class TokenStreamTask(Task):
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.vocab[int(i)] for i in ids]
 
-    def hints(self) -> dict[str, Any]:
-        return {"vocab_size": len(self.vocab), "level": self.level}
 
     def split(self, name: str) -> SequenceData:
         columns = self.params.streams if name == "train" else self.params.eval_streams

@@ -150,8 +150,6 @@ class PixelTask(Task):
     def split_sizes(self) -> dict[str, int]:
         return {s: len(self._arrays[s][1]) for s in self.splits}
 
-    def hints(self) -> dict[str, Any]:
-        return {"variant": self.params.variant, "levels": self.params.levels}
 
     def split(self, name: str) -> SequenceData:
         images, labels = self._arrays[name]

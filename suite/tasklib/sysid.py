@@ -64,8 +64,6 @@ class SysIdTask(Task):
         self.input = IOSpec("real", u.shape[1])
         self.output = IOSpec("real", y.shape[1])
 
-    def hints(self) -> dict[str, Any]:
-        return {"init_window": self.init_window}
 
     def split_lengths(self) -> dict[str, int]:
         return {s: len(u) for s, (u, _) in self._signals.items()}

@@ -10,7 +10,6 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from methods.adaptive_tbptt import AdaptiveTBPTT, AdaptiveTBPTTParams, buffered_segment, lr_factor
 from suite.adaptive_truncation import (
     choose_K,
     estimate_log_beta_ols,
@@ -22,8 +21,14 @@ from suite.adaptive_truncation import (
 from suite.contracts import IOSpec, NoParams, RecurrentModel, SequenceData, TrainData
 from suite.gradient_fidelity import fidelity_diagnostics
 from suite.models.rnn import GRU, LSTM, Elman, RNNParams
+from suite.registry import load_registry
 from suite.sweep import TrialSpec
+from suite.training import buffered_segment
 from suite.trial import execute_trial
+
+AdaptiveTBPTT = load_registry().get("methods", "adaptive_tbptt")
+AdaptiveTBPTTParams = AdaptiveTBPTT.Params
+lr_factor = AdaptiveTBPTT.lr_factor
 
 CELLS = {"lstm": LSTM, "gru": GRU, "elman": Elman}
 I, O = 2, 3

@@ -9,18 +9,17 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from methods.tbptt import TBPTT, TBPTTParams, burn_in_loss, window_starts
 from suite.contracts import IOSpec, NoParams, RecurrentModel, SequenceData, TrainData
-from suite.gradient_fidelity import (
-    fidelity_diagnostics,
-    full_bptt_gradient,
-    gradient_fidelity,
-    probe_batch,
-    trainable_parameters,
-)
+from suite.gradient_fidelity import fidelity_diagnostics, full_bptt_gradient, gradient_fidelity, probe_batch
 from suite.models.rnn import GRU, LSTM, Elman, RNNParams
+from suite.registry import load_registry
 from suite.sweep import TrialSpec
+from suite.training import burn_in_loss, trainable_parameters, window_starts
 from suite.trial import execute_trial
+
+REGISTRY = load_registry()
+TBPTT = REGISTRY.get("methods", "tbptt")
+TBPTTParams = TBPTT.Params
 
 CELLS = {"lstm": LSTM, "gru": GRU, "elman": Elman}
 I, O = 2, 3
@@ -404,6 +403,5 @@ def test_full_bptt_gradient_and_hookless_methods():
     y_hat = step_loop_outputs(model, data.train.x)
     assert_grads_close(ref, grads_of(data.loss(y_hat, data.train.y), model))
     assert len(ref) == len(trainable_parameters(model))
-    from methods.bptt import BPTT, BPTTParams
-
-    assert fidelity_diagnostics(BPTT(BPTTParams()), model, data, data.train) is None
+    bptt = REGISTRY.get("methods", "bptt")
+    assert fidelity_diagnostics(bptt(bptt.Params()), model, data, data.train) is None

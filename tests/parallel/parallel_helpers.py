@@ -1,10 +1,8 @@
-"""Shared helpers of the parallel-in-time tests: plugin classes and their modules from the registry."""
+"""Shared helpers of the parallel-in-time tests: plugin classes from the registry."""
 
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
-from types import ModuleType
 
 from suite.contracts import IOSpec
 from suite.registry import Registry, load_registry
@@ -17,10 +15,6 @@ def registry() -> Registry:
 
 def plugin(kind: str, name: str) -> type:
     return registry().get(kind, name)
-
-
-def module_of(kind: str, name: str) -> ModuleType:
-    return sys.modules[plugin(kind, name).__module__]
 
 
 def make_model(name: str, inputs: int, outputs: int, **params):

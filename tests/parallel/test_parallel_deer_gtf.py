@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from parallel_helpers import make_model, module_of, plugin
+from parallel_helpers import make_model, plugin
 
 from suite.contracts import sequence_loss
 from suite.ops import sequential_rollout
@@ -14,12 +14,16 @@ TIGHT = dict(atol=1e-13, rtol=1e-13, max_iter=400)
 
 @pytest.fixture(scope="module")
 def deer():
-    return module_of("methods", "deer")
+    import suite.training.newton as newton  # the toolbox the deer and gtf_deer methods are built from
+
+    return newton
 
 
 @pytest.fixture(scope="module")
 def gtf():
-    return module_of("methods", "gtf")
+    import suite.training.forcing as forcing
+
+    return forcing
 
 
 def _gru(seed=0):

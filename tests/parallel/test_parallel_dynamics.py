@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from parallel_helpers import make_model, module_of, plugin
+from parallel_helpers import make_model, plugin
 from torch import Tensor, nn
 
 from suite.contracts import STEP, IOSpec, NoParams, RecurrentModel
@@ -54,8 +54,8 @@ def test_generated_lorenz63_length_and_determinism():
     assert task.input.size == 0 and task.output.size == 3
     whole = np.concatenate([task.trajectory("train"), task.trajectory("val")])
     assert np.allclose(whole.mean(0), 0, atol=1e-12) and np.allclose(whole.std(0), 1, atol=1e-12)
-    gen = module_of("tasks", "lorenz63")
-    gen.generated_lorenz63.cache_clear()
+    gen = plugin("tasks", "lorenz63")
+    gen.generated.cache_clear()
     again = lorenz(length=3000, test_length=1200, seed=3)
     assert np.array_equal(again.trajectory("train"), task.trajectory("train"))
     assert np.array_equal(again.trajectory("test"), task.trajectory("test"))
@@ -67,10 +67,10 @@ def test_generated_lorenz63_length_and_determinism():
 
 
 def test_generated_lorenz63_follows_the_equations():
-    gen = module_of("tasks", "lorenz63")
-    X = gen.integrate_lorenz63(np.array([1.0, 1.0, 25.0]), 2001, dt=0.01)
+    gen = plugin("tasks", "lorenz63")
+    X = gen.integrate(np.array([1.0, 1.0, 25.0]), 2001, dt=0.01)
     # every sample is the previous one advanced by dt: check with a fine classical RK4
-    f = lambda s: gen._lorenz63_rhs(0.0, s)  # noqa: E731
+    f = lambda s: gen.rhs(0.0, s)  # noqa: E731
     h = 0.01 / 100
     for i in (0, 500, 1999):
         s = X[i].copy()

@@ -6,7 +6,7 @@ import json
 import math
 
 import torch
-from parallel_helpers import make_model, module_of, plugin
+from parallel_helpers import make_model, plugin
 
 from suite.sweep import TrialSpec
 from suite.trial import execute_trial
@@ -78,7 +78,7 @@ def test_requirements_filter_pairs():
 
 
 def test_deer_warm_start_reuses_the_previous_trajectory():
-    deer = module_of("methods", "deer")
+    import suite.training.newton as deer
     cache = deer.WarmStartCache(100)
     H = torch.ones(1, 10, 5)
     cache.put(("a", 0), H)

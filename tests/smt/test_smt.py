@@ -13,10 +13,9 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
-from datasets.markov import MarkovParams, MarkovTokens
-from methods.smt import SMTParams
 from suite.contracts import STEP, IOSpec, NoParams, RecurrentModel, SequenceData
 from suite.models.rnn import GRU, RNNParams
+from suite.registry import load_registry
 from suite.smt.adapter import ModelStudent, TransformerUpdater
 from suite.smt.batch import dmt_batch, sample_smt_batch, smt_batch, token_rows
 from suite.smt.evaluation import (
@@ -35,6 +34,11 @@ from suite.smt.objective import (
 from suite.smt.teacher import Teacher, TeacherConfig, rms_normalize
 from suite.sweep import TrialSpec
 from suite.trial import execute_trial
+
+REGISTRY = load_registry()
+MarkovTokens = REGISTRY.get("tasks", "markov-tokens")
+MarkovParams = MarkovTokens.Params
+SMTParams = REGISTRY.get("methods", "smt").Params
 
 V = 5
 

@@ -150,7 +150,6 @@ def test_registry_metadata_and_defaults():
         assert train.mask is None and val.mask is None  # every position is scored
         assert train.x.dtype == train.y.dtype == torch.long
         assert task.scored_positions("train") == 256_000 and task.scored_positions("test") == 64_000
-        assert task.hints()["min_lag"] == (10 if mode == "fixed" else 5) and task.hints()["lag"] == 10
 
 
 def test_params_validation():

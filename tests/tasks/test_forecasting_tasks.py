@@ -177,11 +177,11 @@ def test_zero_model_metrics_and_chunking(monkeypatch):
     assert got["mse"] == pytest.approx(want["mse"], rel=1e-12) and got["mae"] == pytest.approx(want["mae"], rel=1e-12)
 
 
-def test_metrics_and_hints():
+def test_metrics_and_defaults():
     task = _ramp(lookback=4, horizon=3)
     assert task.primary_metric == "mse" and task.metric("mse").direction == "min"
     assert task.metric("mae").direction == "min"
-    assert task.hints()["lookback"] == 4 and task.hints()["horizon"] == 3
+    assert (task.params.lookback, task.params.horizon) == (4, 3)
     assert _task_class("ili").Params().lookback == 36 and _task_class("ili").Params().horizon == 24
     assert _task_class("etth1").Params().horizon == 96
 

@@ -97,8 +97,6 @@ def test_init_windows_and_paper_metric():
         assert cls.init_window == k, name
         assert "mse_std" in [m.name for m in cls.metrics]
         assert cls.primary_metric == ("mse_std" if name.endswith("-paper") else "rmse"), name
-    task = _task("silverbox-paper", _data_or_skip(*_files("silverbox-paper")))
-    assert task.hints() == {"init_window": 0}
 
 
 @pytest.mark.data
