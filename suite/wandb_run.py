@@ -156,9 +156,19 @@ class WandbLogger:
             self.runs[run_id].log(report)
 
     def finish(self, run_id: str, record_json: str) -> None:
-        run = self.runs.pop(run_id, None)
+        run = self.runs.get(run_id)
         if run is not None:
             run.finish(TrialRecord.from_json(record_json))
+            self.runs.pop(run_id, None)  # only now: ``drain`` takes an empty ``runs`` to mean "all written"
+
+    def close(self) -> None:
+        """Shut W&B's service down cleanly (it flushes what it still holds) before the actor is killed."""
+        try:
+            import wandb
+
+            wandb.teardown()
+        except Exception as exc:
+            print(f"rnnbench: W&B teardown failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def drain(self, run_ids: list[str], timeout_s: float = 60.0, unseen_grace_s: float = 5.0) -> int:
         """Wait until the runs of the trials ``run_ids`` that ran on this node are closed (their last messages
@@ -254,13 +264,15 @@ def start_loggers() -> dict[str, Any]:
 
 
 def drain_loggers(handles: dict[str, Any], run_ids_by_node: dict[str, list[str]], timeout_s: float = 60.0) -> int:
-    """Wait until every trial's run is closed, then stop the actors (driver); returns the runs abandoned."""
+    """Wait until every trial's run is closed and W&B has shut down, then stop the actors (driver); returns
+    the runs abandoned."""
     import ray
 
     refs = [h.drain.remote(run_ids_by_node.get(node_id, []), timeout_s) for node_id, h in handles.items()]
     abandoned = 0
     try:
         abandoned = sum(ray.get(refs, timeout=timeout_s + 30))
+        ray.get([h.close.remote() for h in handles.values()], timeout=60)
     except Exception as exc:
         print(f"rnnbench: W&B logging actors did not finish cleanly: {exc}", file=sys.stderr)
     for h in handles.values():
