@@ -2,7 +2,7 @@
 
 Objective (both methods). A training window holds ``L + 1`` consecutive observations
 ``x_0 .. x_L`` (``L = seq_len``) of the task's targets ``y`` (DSR tasks: the trajectory, no inputs;
-see :mod:`suite.tasklib.dynamics`). With forcing signals ``zhat_t`` (the model's
+see :class:`suite.contracts.ObservationInverse`). With forcing signals ``zhat_t`` (the model's
 ``forcing_signals``: ``[x_t; 0]`` for an identity observation, forcing the first N latent units)::
 
     z~_0 = O^{-1}(x_0)                                         (observation inversion)
@@ -48,8 +48,17 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from suite.contracts import OBSERVATION_INVERSE, STEP, Method, Params, RecurrentModel, TrainData, Trainer
-from suite.tasklib.dynamics import forcing_signals, state_from_observation
+from suite.contracts import (
+    OBSERVATION_INVERSE,
+    STEP,
+    Method,
+    Params,
+    RecurrentModel,
+    TrainData,
+    Trainer,
+    forcing_signals,
+    state_from_observation,
+)
 from suite.training import Timer, update
 from suite.training.forcing import AlphaSchedule, gtf_parallel, gtf_sequential
 from suite.training.newton import FunctionalCell, WarmStartCache, check_solve, solver_options

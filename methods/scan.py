@@ -10,7 +10,8 @@ chunk. Requires LINEAR_RECURRENCE (a nonlinear RNN has no scan form: use ``deer`
 Logged per update: ``tokens_per_s`` (positions x batch / wall time of forward + backward + update);
 with ``drift_every: n`` also ``scan_drift`` every n updates, the max abs difference between the
 scan states and the sequential step loop on the first sequence of the batch (first
-``drift_length`` steps) -- the numerical-drift monitor of methods.md §4a.
+``drift_length`` steps) -- a numerical-drift monitor (a scan in low precision drifts
+from the sequential recurrence over long sequences).
 """
 
 from __future__ import annotations

@@ -347,4 +347,33 @@ class JacobianDiagonal(Protocol):
     def jacobian_diagonal(self, h: Tensor, u: Tensor) -> Tensor: ...
 
 
+@runtime_checkable
+class ObservationInverse(Protocol):
+    """Capability OBSERVATION_INVERSE (dynamical-systems reconstruction, GTF): ``observation_inverse(x)``
+    maps observations ``[B, N]`` to a latent state ``[B, D]``; ``forcing_signals(y)`` gives GTF's forcing
+    signals ``zhat [..., D]`` for observations ``y [..., N]`` and the number ``k`` of forced latent units."""
+
+    def observation_inverse(self, x: Tensor) -> Tensor: ...
+
+    def forcing_signals(self, y: Tensor) -> tuple[Tensor, int]: ...
+
+
+def has_observation_inverse(model: RecurrentModel) -> bool:
+    return OBSERVATION_INVERSE in getattr(model, "capabilities", ()) and hasattr(model, "observation_inverse")
+
+
+def state_from_observation(model: RecurrentModel, x: Tensor) -> Tensor:
+    """``z = O^{-1}(x)`` for ``x [B, N]``; the model's zero state when it cannot invert."""
+    if has_observation_inverse(model):
+        return model.observation_inverse(x)
+    return model.initial_state(x.shape[0], x.device, x.dtype)
+
+
+def forcing_signals(model: RecurrentModel, y: Tensor) -> tuple[Tensor, int]:
+    """GTF forcing signals ``zhat [..., D]`` for observations ``y [..., N]`` and the forced dims ``k``."""
+    if hasattr(model, "forcing_signals"):
+        return model.forcing_signals(y)
+    raise TypeError(f"model {type(model).__name__} has no forcing_signals (needs capability {OBSERVATION_INVERSE!r})")
+
+
 PLUGIN_BASES: dict[str, type] = {"methods": Method, "tasks": Task, "models": RecurrentModel}

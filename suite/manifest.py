@@ -73,16 +73,18 @@ class _OneOf(Strict):
         return self
 
 
-class Budget(_OneOf):
-    """Training budget per trial: exactly one of epochs, optimizer steps, or seconds of training."""
+class BudgetSpec(_OneOf):
+    """Training budget per trial: exactly one of epochs, optimizer steps, or seconds of training
+    (validated here; the trial runs with :class:`suite.budget.Budget`)."""
 
     epochs: Count | None = None
     steps: Count | None = None
     time_s: Seconds | None = None
 
 
-class EvalEvery(_OneOf):
-    """Evaluation frequency on the validation split: exactly one of epochs, steps, seconds."""
+class EvalEverySpec(_OneOf):
+    """Evaluation frequency on the validation split: exactly one of epochs, steps, seconds
+    (the trial runs with :class:`suite.budget.EvalEvery`)."""
 
     epochs: Count | None = None
     steps: Count | None = None
@@ -108,7 +110,7 @@ class PluginRef(Strict):
 
 class MethodRef(PluginRef):
     optimizer: dict[str, Any] | None = None  #: overrides of the sweep's optimizer for this method
-    budget: Budget | None = None  #: replaces the sweep's budget for this method (a paper's protocol); equal budgets are the default
+    budget: BudgetSpec | None = None  #: replaces the sweep's budget for this method (a paper's protocol); equal budgets are the default
 
 
 class Resources(Strict):
@@ -136,10 +138,11 @@ class Scheduler(Strict):
 Weight = Annotated[float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
 
 
-class Selection(Strict):
+class SelectionSpec(Strict):
     """How a configuration is selected: a task metric, weighted over splits (val by default).
 
     The burn-in paper selects on 0.7 x train + 0.3 x validation MSE: ``split_weights: {train: 0.7, val: 0.3}``.
+    The trial scores with :class:`suite.budget.Selection`.
     """
 
     metric: str | None = None  #: default: the task's primary metric
@@ -193,13 +196,13 @@ class Manifest(Strict):
     models: list[PluginRef] = Field(min_length=1)
     methods: list[MethodRef] = Field(min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=10_000)
-    budget: Budget
-    eval_every: EvalEvery = Field(default_factory=lambda: EvalEvery(epochs=1))
+    budget: BudgetSpec
+    eval_every: EvalEverySpec = Field(default_factory=lambda: EvalEverySpec(epochs=1))
     optimizer: Optimizer = Field(default_factory=Optimizer)
     resources: Resources = Field(default_factory=Resources)
     search: Search = Field(default_factory=Search)
     scheduler: Scheduler | None = None
-    selection: Selection = Field(default_factory=Selection)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
     wandb: WandbSettings = Field(default_factory=WandbSettings)

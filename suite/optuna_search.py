@@ -13,12 +13,11 @@ import json
 import math
 from typing import Any, Callable
 
+from suite.budget import FAILED_SCORE, orient
 from suite.manifest import Manifest, is_space
 from suite.registry import Registry
 from suite.results import ResultsStore
 from suite.sweep import TrialSpec, _with_seeds
-
-FAILED_SCORE = 1e30  # what a diverged / failed configuration tells the study
 
 
 def _distribution(optuna: Any, value: Any) -> Any:
@@ -33,12 +32,19 @@ def _distribution(optuna: Any, value: Any) -> Any:
 
 
 def _score(rows: Any) -> float:
+    """The configuration's oriented mean selection score over its seeds; a failed seed makes it
+    :data:`~suite.budget.FAILED_SCORE` (the one failed-score rule of :mod:`suite.budget`)."""
     if rows.empty or (rows["status"] != "ok").any() or rows["selection_score"].isna().any():
         return FAILED_SCORE
-    mean = float(rows["selection_score"].mean())
-    direction = rows["direction"].iloc[0]
-    value = mean if direction == "min" else -mean
+    value = orient(float(rows["selection_score"].mean()), rows["direction"].iloc[0])
     return value if math.isfinite(value) else FAILED_SCORE
+
+
+def _outcome(optuna: Any, score: float) -> dict[str, Any]:
+    """How a score is told to the study: a failed configuration is a FAIL trial (never the best)."""
+    if score == FAILED_SCORE:
+        return {"state": optuna.trial.TrialState.FAIL}
+    return {"value": score}
 
 
 def run_optuna(manifest: Manifest, registry: Registry, store: ResultsStore, batch: int,
@@ -83,7 +89,8 @@ def run_optuna(manifest: Manifest, registry: Registry, store: ResultsStore, batc
                               "optimizer": json.loads(first["optimizer_json"]), "task": json.loads(first["task_params_json"])}
                     params = {name: stored[name.split(".", 1)[0]].get(name.split(".", 1)[1]) for name in dists}
                     try:
-                        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=_score(rows)))
+                        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
+                                                                  **_outcome(optuna, _score(rows))))
                     except ValueError:
                         continue  # a row from another search space
                 if study.trials:
@@ -95,8 +102,8 @@ def run_optuna(manifest: Manifest, registry: Registry, store: ResultsStore, batc
                     finished = store.trials(manifest.name)
                     for trial, group in zip(asked, specs):
                         rows = finished[finished["trial_key"].isin([s.key for s in group])]
-                        study.tell(trial, _score(rows))
+                        study.tell(trial, **_outcome(optuna, _score(rows)))
                 total += len(study.trials)
-                if study.best_trial is not None:
+                if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
                     log(f"optuna: best {method.name} on {task.name}: {study.best_trial.params} (score {study.best_value:.4g})")
     return total

@@ -35,6 +35,7 @@ from suite.budget import orient
 
 Status = Literal["ok", "diverged", "error", "timeout", "pruned"]
 STATUSES: tuple[str, ...] = typing.get_args(Status)  #: every status is a finished row
+ERROR_MESSAGE_LIMIT = 4000  #: characters of an error message (with its traceback) kept in a trial row
 FAILED_STATUSES = ("error", "timeout")  #: what ``--retry-failed`` reruns (``diverged`` only when asked)
 PARAM_GROUPS = ("task", "model", "method", "optimizer", "budget")
 METRIC_GROUPS = ("train", "val", "test", "best_val")

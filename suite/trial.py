@@ -29,13 +29,11 @@ from suite.budget import Budget, EvalEvery, Selection
 from suite.context import Reporter, TrainContext, TrialStop
 from suite.contracts import Task
 from suite.envinfo import PeakMemory, environment
-from suite.record import TrialRecord
+from suite.record import ERROR_MESSAGE_LIMIT, TrialRecord
 from suite.registry import load_registry
 from suite.sweep import TrialSpec
 from suite.trial_guard import Interruptible, capture_output, supervise
 from suite.wandb_run import WandbSettings, open_run
-
-ERROR_MESSAGE_LIMIT = 4000  #: characters of an error message (with its traceback) kept in the trial row
 
 
 def seed_everything(seed: int) -> torch.Generator:

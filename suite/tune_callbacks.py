@@ -20,7 +20,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from suite.record import CurvePoint, TrialRecord, curve_points, records_to_table
+from suite.record import ERROR_MESSAGE_LIMIT, CurvePoint, TrialRecord, curve_points, records_to_table
 from suite.results import ResultsStore
 from suite.sweep import TrialSpec
 
@@ -29,7 +29,6 @@ try:  # the callbacks need Tune's base class; ray is imported by the orchestrato
 except ImportError:  # pragma: no cover
     Callback = object  # type: ignore[misc,assignment]
 
-ERROR_LIMIT = 4000  #: characters of an infrastructure error kept in a row
 
 
 class ResultsWriter(Callback):
@@ -176,7 +175,7 @@ class ResultsWriter(Callback):
             row = self.specs[record.trial_key].new_record(record.run_id)
             row.trial_id, row.attempts, row.node_id = record.trial_id, record.attempts, record.node_id
             row.error = (f"the trial ended with status {record.status!r}, but its row could not be stored "
-                         f"({type(exc).__name__}: {exc})")[:ERROR_LIMIT]
+                         f"({type(exc).__name__}: {exc})")[:ERROR_MESSAGE_LIMIT]
             return row
 
     def close(self) -> str | None:
@@ -224,7 +223,7 @@ def describe_lost_trial(err: Any) -> str:
         cause = "the trial's worker process died (a crash such as a segmentation fault, or the process was killed)"
     else:
         cause = "trial failed outside the method"
-    return f"{cause}: {text}"[:ERROR_LIMIT]
+    return f"{cause}: {text}"[:ERROR_MESSAGE_LIMIT]
 
 
 class ProgressCallback(Callback):

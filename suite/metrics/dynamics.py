@@ -1,4 +1,5 @@
-"""Dynamical-systems-reconstruction metrics (GTF / Durstewitz-lab conventions, methods.md §5.1).
+"""Dynamical-systems-reconstruction metrics (the conventions of Hess et al., ICML 2023,
+GTF-shPLRNN ``src/measures``, and DynaMix-python ``metrics.py``).
 
 * ``state_space_divergence``      D_stsp, binning KL(p_true || p_gen), for N < 6
 * ``state_space_divergence_gmm``  D_stsp, Gaussian-mixture Monte-Carlo KL, for N >= 6

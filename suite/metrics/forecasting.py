@@ -1,4 +1,4 @@
-"""Time-series forecasting metrics (methods.md §5.3, Time-Series-Library convention).
+"""Time-series forecasting metrics (Time-Series-Library ``utils/metrics.py`` convention).
 
 Inputs are usually z-scored with training-split statistics and shaped
 ``[windows, horizon, channels]``; any shape works, as long as ``y`` and ``yhat``

@@ -1,4 +1,5 @@
-"""Language / sequence-modelling and classification metrics (methods.md §5.4).
+"""Language / sequence-modelling and classification metrics (nats per token, perplexity as in
+Aicher et al. 2019, bits per byte / dim as in Kumar & Isola 2026).
 
 All quantities derive from a *summed* cross-entropy in nats and a token count,
 so that they can be accumulated exactly over chunks or batches of any size:

@@ -1,6 +1,6 @@
 """System-identification metrics (simulation / free-run error).
 
-Conventions (methods.md §5.2, ``nonlinear_benchmarks.error_metrics``):
+Conventions (nonlinearbenchmark.org's ``nonlinear_benchmarks.error_metrics``, Beintema et al.):
 
 * arrays are ``[T]`` or ``[T, C]`` (a leading batch axis ``[B, T, C]`` is also
   accepted: statistics are then pooled over batch and time);

@@ -1,4 +1,5 @@
-"""Recurrences that are linear in the state, trained with the parallel scan (methods.md §4a).
+"""Recurrences that are linear in the state, trained with the parallel scan (Blelloch 1990;
+Orvieto et al. 2023 LRU; Smith et al. 2023 S5; Feng et al. 2024 minGRU; Gu & Dao 2023 Mamba).
 
 Every model here declares LINEAR_RECURRENCE: ``recurrence_coeffs(u)`` returns ``(a, b)``, each
 ``[B, T, D]``, with ``c_t = a_t * c_{t-1} + b_t`` on the model's *scan state* ``c``, and ``forward``

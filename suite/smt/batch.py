@@ -7,7 +7,8 @@ The training split (``x [R, L]`` tokens, ``y = x`` shifted by one) is viewed as 
 start, or before the row, are padding (``-1``) in the teacher's contexts.
 
 One SMT sample is an *anchor* ``t`` (``0 <= t < L``), the index of the input token of the single
-transition it trains, with the indexes of ``forward_smt`` in the reference (methods.md §3.1)::
+transition it trains, with the indexes of ``forward_smt`` in the reference code
+(Kumar & Isola 2026, ``src/model.py``)::
 
     x_ctx      = s[t-Tc   : t]       context of m_now  (memory after reading s[..t-1])
     x_ctx_next = s[t-Tc+1 : t+1]     context of m_next (the window slid by one)

@@ -1,4 +1,5 @@
-"""Evaluation protocols for SMT-trained RNNs (methods.md §3.1 "Evaluation", §3.2, §5.4).
+"""Evaluation protocols for SMT-trained RNNs (Kumar & Isola 2026, the evaluation of
+``src/train_smt.py`` in the reference code, and a shared protocol for a fair comparison).
 
 * **Suite protocol ("burn-in prefix")** -- what the trial reports for every method: the RNN starts
   from its own zero initial state at the start of each evaluation column / digit and carries its

@@ -25,8 +25,8 @@ A model made for DSR (``shplrnn``) provides
 Models without it are evaluated from their zero initial state (documented fallback: a generic
 RNN has no way to invert its readout).
 
-Evaluation protocol (methods.md §5.1, GTF ``train_!``)
------------------------------------------------------
+Evaluation protocol (Hess et al., ICML 2023, GTF-shPLRNN ``train_!``)
+-------------------------------------------------------------------
 For split ``s`` with reference ``X`` (capped at ``eval_length`` steps if set): generate a free run
 of the same length from the first point, ``z_1 = O^{-1}(x_1)``, ``x~_1 = O(z_1)``,
 ``x~_{t+1} = O(F(z_t))``; then ``dstsp`` (30 bins per dimension for N < 6, GMM estimator otherwise),
@@ -79,7 +79,6 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 from torch import Tensor
 
 from suite.contracts import (
-    OBSERVATION_INVERSE,
     IOSpec,
     MetricSpec,
     Params,
@@ -87,6 +86,7 @@ from suite.contracts import (
     SequenceData,
     Task,
     model_device_dtype,
+    state_from_observation,
 )
 from suite.metrics.dynamics import dstsp, power_spectrum_hellinger, prediction_error
 
@@ -108,24 +108,6 @@ DSR_METRICS = (
 
 
 # --- the model side of the protocol ---------------------------------------------------------------
-
-def has_observation_inverse(model: RecurrentModel) -> bool:
-    return OBSERVATION_INVERSE in getattr(model, "capabilities", ()) and hasattr(model, "observation_inverse")
-
-
-def state_from_observation(model: RecurrentModel, x: Tensor) -> Tensor:
-    """``z = O^{-1}(x)`` for ``x [B, N]``; the model's zero state when it cannot invert."""
-    if has_observation_inverse(model):
-        return model.observation_inverse(x)
-    return model.initial_state(x.shape[0], x.device, x.dtype)
-
-
-def forcing_signals(model: RecurrentModel, y: Tensor) -> tuple[Tensor, int]:
-    """GTF forcing signals ``zhat [..., D]`` for observations ``y [..., N]`` and the forced dims ``k``."""
-    if hasattr(model, "forcing_signals"):
-        return model.forcing_signals(y)
-    raise TypeError(f"model {type(model).__name__} has no forcing_signals (needs capability {OBSERVATION_INVERSE!r})")
-
 
 def no_inputs(model: RecurrentModel, batch: int, length: int, device: Any, dtype: torch.dtype) -> Tensor:
     """Raw inputs of an autonomous run: ``[B, T, in]`` zeros (``in`` = 0 for DSR tasks)."""

@@ -25,7 +25,7 @@ Evaluation (``evaluate(model, split)``)
     For every window start ``i`` of the split segment (``N = len - L - H + 1`` windows) the model
     reads ``L`` look-back rows from the zero state; its *last* output, reshaped ``[H, C_out]``, is
     the forecast of rows ``i+L .. i+L+H-1``. ``mse`` and ``mae`` are averaged over windows, horizon
-    steps and channels on the z-scored scale (methods.md §5.3). Windows run through ``model(x)`` as
+    steps and channels on the z-scored scale (Time-Series-Library). Windows run through ``model(x)`` as
     a batch ``[n, L, C_in]``, in chunks that bound the size of the model's output.
 """
 

@@ -1,7 +1,8 @@
 """Token-stream language modelling: batchified training streams, carried-state evaluation.
 
 A :class:`TokenStreamTask` provides, per split, one long stream of token ids (a 1-D integer
-array) and a vocabulary. The protocol (methods.md §5.4):
+array) and a vocabulary. The protocol (carried-state evaluation in chunks, as in
+Aicher et al., UAI 2019):
 
 * **Training data** (``split("train")``): the stream is cut into ``streams`` contiguous columns of
   equal length ``L = (N - 1) // streams`` ("batchified"); ``x[j] = s[j L : (j+1) L]`` and

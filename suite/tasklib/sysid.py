@@ -27,6 +27,7 @@ def sysid_metric_specs(unit: str) -> tuple[MetricSpec, ...]:
         MetricSpec("fit", "max", "%", "100 (1 - NRMSE)", high=100.0),
         MetricSpec("r2", "max", "", "1 - NRMSE^2", high=1.0),
         MetricSpec("mse_std", "min", "", "MSE of standardised signals over the whole sequence (burn-in paper)", low=0.0),
+        MetricSpec("r2_full", "max", "", "R^2 over the whole sequence, no window excluded (burn-in paper)", high=1.0),
     )
 
 

@@ -122,7 +122,7 @@ def _shplrnn(latent=3, seed=0, scale=1.0):
 
 
 def _window_inputs(model, y):
-    from suite.tasklib.dynamics import forcing_signals, state_from_observation
+    from suite.contracts import forcing_signals, state_from_observation
 
     u = torch.zeros(y.shape[0], y.shape[1] - 1, 0, dtype=y.dtype)
     z0 = state_from_observation(model, y[:, 0])

@@ -8,8 +8,8 @@ import torch
 from parallel_helpers import make_model, plugin
 from torch import Tensor, nn
 
-from suite.contracts import STEP, IOSpec, NoParams, RecurrentModel
-from suite.tasklib.dynamics import OBSERVATION_INVERSE, free_run
+from suite.contracts import OBSERVATION_INVERSE, STEP, IOSpec, NoParams, RecurrentModel
+from suite.tasklib.dynamics import free_run
 
 
 def lorenz(**params):

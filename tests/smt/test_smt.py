@@ -85,7 +85,7 @@ def test_batch_alignment_matches_reference_indexes():
     assert torch.equal(b.x_ctx_next, xw[:, 1 : Tc + 1])
     assert torch.equal(b.x_in, xw[:, Tc])
     assert torch.equal(b.y_next, yw[:, Tc])
-    # the two checks of methods.md §3.3
+    # the two alignment checks of the SMT batch: the first future token is the input, the next context is shifted by one
     assert torch.equal(b.y_fut[:, 0], b.x_in)
     assert torch.equal(b.x_ctx_next[:, :-1], b.x_ctx[:, 1:])
 
