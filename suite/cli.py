@@ -1,4 +1,4 @@
-"""The ``rnnbench`` command line: list, validate, run, leaderboard, curves, compact.
+"""The ``rnnbench`` command line: list, check, validate, run, leaderboard, curves, report, compact.
 
 Bad input (a wrong manifest, an unknown plugin, a missing data file) exits with status 2 and a
 message naming the problem and the fix, never a traceback. The module imports only what every command
@@ -117,6 +117,56 @@ def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models
             extra = ["requires: " + (", ".join(extra) or "-")]
         table.add_row(info["name"], info["summary"], params, "\n".join(extra))
     out.print(table)
+
+
+@app.command("check")
+def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin names to check (default: see below)"),
+                  plugins: list[str] = PluginsOpt,
+                  kind: list[Kind] = typer.Option([], "--kind", help="only this kind (repeatable)"),
+                  builtin: bool = typer.Option(False, "--builtin", help="with --plugins: check the built-in plugins too"),
+                  data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=f"benchmark data directory (default ${DATA_ENV})"),
+                  full: bool = typer.Option(False, "--full", help="every split, and evaluation of large validation splits"),
+                  show_all: bool = typer.Option(False, "--all", help="print passed checks too"),
+                  as_json: bool = typer.Option(False, "--json", help="machine-readable findings")) -> None:
+    """Check plugins against their contracts (tasks: splits, metrics; models: step under torch.func equals
+    forward, capabilities truthful; methods: a 2-step trial that stops on budget and reports). Without names:
+    the plugins of the --plugins folders, or every built-in plugin when no folder is given. Exit status 1
+    when a check failed."""
+    from rich.markup import escape
+
+    from suite.conformance import KINDS, check_registry, failures
+    from suite.registry import load_registry
+
+    registry = load_registry(plugins)
+    folders = [str(Path(d).expanduser().resolve()) for d in plugins]
+    wanted: set[str] | None = set(names) if names else None
+    if wanted is None and folders and not builtin:  # the user's own plugins (and the files that failed to load)
+        mine = lambda origin: any(str(origin).startswith(f) for f in folders)
+        wanted = {n for k in KINDS for n, info in registry.plugins[k].items() if mine(info.origin)}
+        wanted |= {f.name for f in registry.failures if mine(f.origin)}
+        if not wanted:
+            raise _fail(f"no plugins found in {', '.join(plugins)}: a plugin is a .py file defining a Task, "
+                        "RecurrentModel or Method subclass with a `name` (files starting with _ or test_ are skipped)")
+    kinds = tuple(k.value for k in kind) or KINDS
+    found = check_registry(registry, kinds, data_dir, quick=not full, only=wanted, plugin_dirs=plugins or None)
+    failed = failures(found)
+    if as_json:
+        out.print_json(json.dumps([f.__dict__ for f in found], default=str))
+    else:
+        table = Table(title="rnnbench check", show_lines=False)
+        for col in ("kind", "plugin", "check", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for f in found:
+            if show_all or f.ok is not True:
+                result = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]skipped[/]"}[f.ok]
+                table.add_row(f.kind, escape(f.name), escape(f.check), result, escape(f.message))
+        if table.row_count:
+            out.print(table)
+        checked = sorted({(f.kind, f.name) for f in found})
+        out.print(f"{len(checked)} plugins, {len(found)} checks: {sum(f.ok is True for f in found)} ok, "
+                  f"[{'red' if failed else 'green'}]{len(failed)} failed[/], {sum(f.ok is None for f in found)} skipped")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,0 +1,882 @@
+"""Conformance checks: every registered plugin held to its contract (what ``benchopt test`` does for benchmarks).
+
+The checks run on any plugin the registry knows -- built-in, from ``--plugins`` folders or from entry points --
+and never raise for a misbehaving plugin: every outcome is a :class:`Finding` (``ok`` True, False, or None for
+a check that was skipped, with the reason in ``message``).
+
+* :func:`check_task` -- the default parameters validate; ``metrics`` is non-empty with directions ``min`` /
+  ``max``; ``primary_metric`` is one of them; the ``data_files()`` of the default parameters resolve from the
+  data directory (otherwise the remaining checks are skipped: "needs data file X (set RNNBENCH_DATA)"); the task
+  builds (timed); ``splits`` holds train/val/test; ``split(s)`` gives aligned :class:`SequenceData` consistent
+  with ``input`` / ``output`` (token ids below the vocabulary size, real channel counts equal to the IOSpec);
+  ``evaluate(model, "val")`` with a small untrained model (``gru`` with 4 units, or the first registered model
+  that accepts the task's I/O) returns finite floats for exactly the declared metrics.
+* :func:`check_model` -- for real I/O (3 -> 2 channels) and token I/O (7 -> 7; refusing an I/O kind with an
+  exception is allowed and recorded as skipped): ``state_size > 0``; ``step`` runs under
+  ``torch.func.functional_call`` + ``vmap`` + ``jacrev`` (a ``[D, D]`` Jacobian per row); in float64 ``forward``
+  equals the step loop (``hidden_states`` + ``readout``) to 1e-8, from the zero state and from a given ``h0``;
+  declared capabilities are implemented and truthful (``linear_recurrence``: ``recurrence_coeffs`` reproduces the
+  states; ``analytic_jacobian``: ``jacobian`` equals the autograd Jacobian; an optional ``jacobian_diagonal``
+  equals its diagonal).
+* :func:`check_method` -- the default parameters validate; ``requires`` names known capabilities; a 2-step trial
+  (:func:`suite.trial.execute_trial`) on a small task with the first registered model that covers ``requires``
+  ends ``ok`` after exactly 2 updates (the method stopped when ``ctx.step`` said the budget was spent), made at
+  least one progress report, and has finite final test metrics.
+* :func:`check_registry` -- all of the above for a registry, plus one ``loads`` finding per plugin file that
+  failed to import.
+
+Plugin conventions read here:
+
+* ``check_params: ClassVar[dict] = {...}`` on a **method** class: parameters for the smoke trial, for methods
+  whose defaults are too heavy for a 2-step CPU run (e.g. a large teacher network). They must validate against
+  the method's ``Params``; they also supply values for parameters without a default. Tasks and models are
+  checked with their defaults.
+* A method that cannot train on a task's kind of data should raise an exception saying so (e.g. "needs ...
+  tokens"): the method check then tries the next task (real-valued system identification first, then a small
+  token stream).
+
+From the command line: ``rnnbench check [--plugins DIR] [--kind tasks] [--full] [NAME ...]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from suite.contracts import (
+    ANALYTIC_JACOBIAN,
+    CAPABILITIES,
+    FUSED_SEQUENCE,
+    LINEAR_RECURRENCE,
+    OBSERVATION_INVERSE,
+    IOSpec,
+    Method,
+    RecurrentModel,
+    SequenceData,
+    Task,
+)
+from suite.datafiles import DataFileError, default_data_dir, resolve
+from suite.registry import load_registry
+from suite.sweep import TrialSpec
+from suite.trial import execute_trial
+
+KNOWN_CAPABILITIES = frozenset(CAPABILITIES)
+REQUIRED_SPLITS = ("train", "val", "test")
+KINDS = ("tasks", "models", "methods")
+
+#: models tried, in order, for task evaluation and method trials (then any other registered model)
+MODEL_PREFERENCE = ("gru", "lstm", "elman", "mingru", "lru", "shplrnn")
+#: size fields shrunk for the small models the task and method checks build (when the schema has them)
+EVAL_MODEL_SIZES = {"hidden_size": 4, "hidden_dim": 4, "embed_dim": 4}
+TRIAL_MODEL_SIZES = {"hidden_size": 8, "hidden_dim": 8, "embed_dim": 8}
+QUICK_MAX_VAL_POSITIONS = 200_000  #: quick mode: tasks with a larger val split are not evaluated
+
+#: the tasks a method trial runs on, tried in order (a method may refuse a kind of data, see the module doc)
+SYSID_TASK = ("toy-sysid", {"length": 60})
+TOKEN_TASK = ("markov-tokens", {"train_tokens": 800, "val_tokens": 200, "test_tokens": 200, "streams": 4,
+                                "eval_streams": 2})
+DSR_TASK = ("lorenz63", {"source": "generated", "length": 600, "test_length": 300, "eval_length": 200})
+TRIAL_STEPS = 2
+TRIAL_TIME_LIMIT_S = 120.0
+
+MODEL_BATCH, MODEL_LENGTH = 2, 17  #: the random batch of the model checks
+REAL_IO = (IOSpec("real", 3), IOSpec("real", 2))
+TOKEN_IO = (IOSpec("tokens", 7), IOSpec("tokens", 7))
+TOL = 1e-8  #: float64 agreement, relative to max(1, |reference|)
+
+
+@dataclass
+class Finding:
+    """One check of one plugin: ``ok`` True (passed), False (failed) or None (skipped; the reason in message)."""
+
+    kind: str
+    name: str
+    check: str
+    ok: bool | None
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.ok is False
+
+    def __str__(self) -> str:
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[self.ok]
+        kind = self.kind[:-1] if self.kind in KINDS else self.kind
+        return f"{mark} {kind} {self.name}: {self.check}: {self.message}"
+
+
+class _Findings:
+    """Collects the findings of one plugin; ``guard`` turns an exception of plugin code into a failure."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name, self.items = kind, name, []
+
+    def add(self, check: str, ok: bool | None, message: str = "") -> bool | None:
+        self.items.append(Finding(self.kind, self.name, check, ok, message))
+        return ok
+
+    def ok(self, check: str, message: str = "") -> bool:
+        self.add(check, True, message)
+        return True
+
+    def fail(self, check: str, message: str) -> bool:
+        self.add(check, False, message)
+        return False
+
+    def skip(self, check: str, message: str) -> None:
+        self.add(check, None, message)
+
+    def check(self, check: str, problems: list[str], message: str = "") -> bool:
+        return self.fail(check, "; ".join(problems)) if problems else self.ok(check, message)
+
+    @contextlib.contextmanager
+    def guard(self, check: str, what: str = "") -> Iterator[None]:
+        try:
+            yield
+        except _Stop:
+            raise
+        except Exception as exc:
+            self.fail(check, f"{what + ' ' if what else ''}raised {_exc_text(exc)}")
+            raise _Stop from exc
+
+
+class _Stop(Exception):
+    """Raised by :meth:`_Findings.guard` after recording a failure: the dependent checks cannot run."""
+
+
+def _exc_text(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        if tb.tb_next is None:
+            where = f" ({Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}{where}"
+
+
+def _max_err(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """(max |a - b|, the tolerance TOL * max(1, max |b|))."""
+    if a.numel() == 0:
+        return 0.0, TOL
+    err = float((a.detach() - b.detach()).abs().max())
+    return err, TOL * max(1.0, float(b.detach().abs().max()))
+
+
+def _close(a: Tensor, b: Tensor, what: str, problems: list[str]) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        problems.append(f"{what}: shape {tuple(a.shape)} != {tuple(b.shape)}")
+        return
+    err, tol = _max_err(a, b)
+    if not err <= tol:  # also catches NaN
+        problems.append(f"{what}: max |difference| {err:.3g} > {tol:.3g}")
+
+
+@contextlib.contextmanager
+def _offline(enabled: bool) -> Iterator[None]:
+    """``RNNBENCH_OFFLINE=1`` for the duration (no data downloads during a check)."""
+    if not enabled:
+        yield
+        return
+    old = os.environ.get("RNNBENCH_OFFLINE")
+    os.environ["RNNBENCH_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RNNBENCH_OFFLINE", None)
+        else:
+            os.environ["RNNBENCH_OFFLINE"] = old
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread for the duration, as a trial with ``resources.cpu: 1`` runs (tiny tensors are
+    many times slower with several threads on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _required_fields(schema: type) -> list[str]:
+    return [n for n, f in getattr(schema, "model_fields", {}).items() if f.is_required()]
+
+
+def _small_params(cls: type, sizes: Mapping[str, int]) -> dict[str, Any]:
+    """``sizes`` restricted to the fields of ``cls.Params`` (the defaults if they do not validate)."""
+    fields = getattr(cls.Params, "model_fields", {})
+    small = {k: v for k, v in sizes.items() if k in fields}
+    try:
+        cls.Params.model_validate(small)
+    except Exception:
+        return {}
+    return small
+
+
+def _model_order(registry: Any) -> list[str]:
+    names = registry.names("models")
+    return [n for n in MODEL_PREFERENCE if n in names] + [n for n in names if n not in MODEL_PREFERENCE]
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+
+def _io_problems(task: Task) -> list[str]:
+    problems = []
+    for side in ("input", "output"):
+        spec = getattr(task, side, None)
+        if not isinstance(spec, IOSpec):
+            problems.append(f"task.{side} is {type(spec).__name__}, not an IOSpec")
+        elif spec.kind not in ("real", "tokens") or not isinstance(spec.size, int) or spec.size < 0:
+            problems.append(f"task.{side} = {spec} (kind must be real/tokens, size an int >= 0)")
+        elif spec.size == 0 and (side == "output" or spec.is_tokens):
+            problems.append(f"task.{side} = {spec} has size 0")
+    return problems
+
+
+def _ids_problems(t: Tensor, spec: IOSpec, what: str) -> list[str]:
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        return [f"{what} holds {t.dtype}, but {spec} needs integer token ids"]
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= spec.size):
+        return [f"{what} token ids span [{int(t.min())}, {int(t.max())}], outside [0, {spec.size}) of {spec}"]
+    return []
+
+
+def _sequence_problems(data: Any, task: Task) -> list[str]:
+    """What is wrong with one split against the task's IOSpecs (empty: conforms)."""
+    if not isinstance(data, SequenceData):
+        return [f"split returned {type(data).__name__}, not SequenceData"]
+    x, y, mask = data.x, data.y, data.mask
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        return [f"x / y are {type(x).__name__} / {type(y).__name__}, not tensors"]
+    problems = []
+    inp, out = task.input, task.output
+    want_x = 2 if inp.is_tokens else 3
+    if x.ndim != want_x:
+        problems.append(f"x has shape {tuple(x.shape)}: {inp} needs [B, T{'' if inp.is_tokens else ', in'}]")
+    elif inp.is_tokens:
+        problems += _ids_problems(x, inp, "x")
+    else:
+        if not x.is_floating_point():
+            problems.append(f"x holds {x.dtype}, but {inp} needs floats")
+        if x.shape[-1] != inp.size:
+            problems.append(f"x has {x.shape[-1]} channels, task.input says {inp.size}")
+        elif x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+            problems.append("x holds non-finite values")
+    want_y = 2 if out.is_tokens else 3
+    if y.ndim != want_y:
+        problems.append(f"y has shape {tuple(y.shape)}: {out} needs [B, T{'' if out.is_tokens else ', out'}]")
+    elif out.is_tokens:
+        problems += _ids_problems(y, out, "y")
+    else:
+        if not y.is_floating_point():
+            problems.append(f"y holds {y.dtype}, but {out} needs floats")
+        if y.shape[-1] != out.size:
+            problems.append(f"y has {y.shape[-1]} channels, task.output says {out.size}")
+        elif y.is_floating_point() and y.numel() and not bool(torch.isfinite(y).all()):
+            problems.append("y holds non-finite values")
+    if x.ndim >= 2 and y.ndim >= 2 and tuple(x.shape[:2]) != tuple(y.shape[:2]):
+        problems.append(f"x {tuple(x.shape)} and y {tuple(y.shape)} are not aligned on [B, T]")
+    if x.ndim >= 2 and (x.shape[0] < 1 or x.shape[1] < 1):
+        problems.append(f"empty split: x has shape {tuple(x.shape)}")
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            problems.append(f"mask is {getattr(mask, 'dtype', type(mask).__name__)}, not a bool tensor")
+        elif x.ndim >= 2 and tuple(mask.shape) != tuple(x.shape[:2]):
+            problems.append(f"mask has shape {tuple(mask.shape)}, x is {tuple(x.shape[:2])} on [B, T]")
+        elif not bool(mask.any()):
+            problems.append("mask selects no position")
+    return problems
+
+
+def _eval_model(task: Task, registry: Any) -> tuple[str, RecurrentModel] | tuple[None, str]:
+    """A small untrained model for the task's I/O: ``gru`` with 4 units, else the next that builds."""
+    refusals = []
+    for name in _model_order(registry):
+        cls = registry.get("models", name)
+        try:
+            with _seeded(0):
+                model = cls(task.input, task.output, cls.Params.model_validate(_small_params(cls, EVAL_MODEL_SIZES)))
+            return name, model.eval()
+        except Exception as exc:
+            refusals.append(f"{name}: {_exc_text(exc)}")
+    return None, "no registered model builds for {} -> {} ({})".format(task.input, task.output, "; ".join(refusals))
+
+
+def check_task(cls: type[Task], data_dir: str | Path | None = None, quick: bool = False, registry: Any = None,
+               allow_download: bool = False) -> list[Finding]:
+    """Check a task class against the :class:`~suite.contracts.Task` contract (see the module docstring).
+
+    ``data_dir``: where data files are looked up (None: ``$RNNBENCH_DATA``, else ``./data``); nothing is
+    downloaded unless ``allow_download``. ``quick``: only the first split's shapes (and val's, which the
+    evaluation reads), and no evaluation for tasks whose val split has more than 200 000 positions.
+    ``registry``: where the evaluation model comes from (default: the built-in registry)."""
+    f = _Findings("tasks", getattr(cls, "name", cls.__name__))
+    try:
+        with _offline(not allow_download), _one_thread():
+            _check_task(f, cls, Path(data_dir) if data_dir is not None else default_data_dir(), quick,
+                        registry or load_registry())
+    except _Stop:
+        pass
+    except Exception as exc:  # plugin code misbehaving in a way no check anticipated: still a finding
+        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
+    return f.items
+
+
+def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, registry: Any) -> None:
+    with f.guard("params", "Params() with the defaults"):
+        params = cls.Params()
+    f.ok("params", f"defaults validate ({type(params).__name__})")
+
+    metrics = tuple(getattr(cls, "metrics", ()) or ())
+    problems = []
+    if not metrics:
+        problems.append("declares no metrics")
+    names = [getattr(m, "name", None) for m in metrics]
+    for m in metrics:
+        if getattr(m, "direction", None) not in ("min", "max"):
+            problems.append(f"metric {getattr(m, 'name', m)!r} has direction {getattr(m, 'direction', None)!r}, "
+                            "not 'min' or 'max'")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"metric names repeated: {dupes}")
+    f.check("metrics", problems, f"{names}")
+    primary = getattr(cls, "primary_metric", None)
+    if primary in names:
+        f.ok("primary_metric", repr(primary))
+    else:
+        f.fail("primary_metric", f"primary_metric {primary!r} is not among the declared metrics {names}")
+
+    remaining = ("instantiate", "splits", "split", "evaluate")
+    with f.guard("data_files", "data_files(default params)"):
+        files = list(cls.data_files(params) or [])
+    missing, broken = [], []
+    for file in files:
+        try:
+            resolve(file, data_dir)
+        except DataFileError:
+            path = getattr(file, "path", str(file))
+            present = isinstance(path, str) and (data_dir / path).is_file()
+            (broken if present else missing).append(path)  # present but refused: a checksum mismatch
+    if missing or broken:
+        what = missing or broken
+        more = f" (+{len(what) - 1} more)" if len(what) > 1 else ""
+        reason = (f"needs data file {what[0]}{more} (set RNNBENCH_DATA)" if missing
+                  else f"data file {what[0]}{more} under {data_dir} fails its checksum")
+        f.skip("data_files", reason)
+        for check in remaining:
+            f.skip(check, reason)
+        return
+    f.ok("data_files", f"{len(files)} file(s) resolve under {data_dir}" if files else "none needed")
+
+    t0 = time.perf_counter()
+    with f.guard("instantiate", "the constructor (default params)"):
+        task = cls(params, data_dir)
+    f.ok("instantiate", f"built in {time.perf_counter() - t0:.1f} s")
+
+    # an instance may narrow its class's metrics (e.g. a variant parameter): check those again
+    inst_metrics = tuple(getattr(task, "metrics", ()) or ())
+    inst_names = [getattr(m, "name", None) for m in inst_metrics]
+    if inst_names != names:
+        problems = [] if inst_metrics else ["the instance declares no metrics"]
+        problems += [f"metric {m.name!r} has direction {m.direction!r}" for m in inst_metrics
+                     if getattr(m, "direction", None) not in ("min", "max")]
+        if getattr(task, "primary_metric", None) not in inst_names:
+            problems.append(f"the instance's primary_metric {task.primary_metric!r} is not among its metrics {inst_names}")
+        f.check("instance_metrics", problems, f"{inst_names}")
+
+    splits = tuple(getattr(task, "splits", ()) or ())
+    absent = [s for s in REQUIRED_SPLITS if s not in splits]
+    f.check("splits", [f"splits {list(splits)} lack {absent}"] if absent else [], f"{list(splits)}")
+    io = _io_problems(task)
+    f.check("io", io, f"{task.input} -> {task.output}" if not io else "")
+    if io:
+        f.skip("split", "task.input / task.output are not valid IOSpecs")
+        f.skip("evaluate", "task.input / task.output are not valid IOSpecs")
+        return
+
+    to_check = list(splits[:1]) if quick else list(splits)
+    if "val" in splits and "val" not in to_check:
+        to_check.append("val")  # the evaluation reads it anyway
+    loaded: dict[str, SequenceData] = {}
+    for s in to_check:
+        try:
+            t0 = time.perf_counter()
+            data = task.split(s)
+            problems = _sequence_problems(data, task)
+        except Exception as exc:
+            f.fail(f"split:{s}", f"split({s!r}) raised {_exc_text(exc)}")
+            continue
+        if f.check(f"split:{s}", problems, f"x {tuple(data.x.shape)} {data.x.dtype}, y {tuple(data.y.shape)} "
+                   f"{data.y.dtype}, mask {None if data.mask is None else tuple(data.mask.shape)} "
+                   f"({time.perf_counter() - t0:.1f} s)"):
+            loaded[s] = data
+    if quick and len(splits) > 1:
+        f.skip("split", f"quick: only {to_check} checked")
+
+    if "val" not in loaded:
+        f.skip("evaluate", "no conforming val split to evaluate on")
+        return
+    positions = loaded["val"].batch * loaded["val"].length
+    if quick and positions > QUICK_MAX_VAL_POSITIONS:
+        f.skip("evaluate", f"quick: the val split has {positions} positions (> {QUICK_MAX_VAL_POSITIONS})")
+        return
+    model_name, model = _eval_model(task, registry)
+    if model_name is None:
+        f.skip("evaluate", str(model))
+        return
+    t0 = time.perf_counter()
+    try:
+        with _seeded(0), torch.no_grad():
+            result = task.evaluate(model, "val")
+    except Exception as exc:
+        f.fail("evaluate", f"evaluate({model_name} model, 'val') raised {_exc_text(exc)}")
+        return
+    elapsed = time.perf_counter() - t0
+    if not isinstance(result, Mapping):
+        f.fail("evaluate", f"evaluate returned {type(result).__name__}, not a dict of metrics")
+        return
+    declared = set(inst_names)
+    problems = []
+    extra = sorted(str(k) for k in set(result) - declared)
+    lacking = sorted(declared - set(result))
+    if extra:
+        problems.append(f"returns undeclared metric(s) {extra} (declared: {sorted(declared)})")
+    if lacking:
+        problems.append(f"does not return declared metric(s) {lacking}")
+    bad = {}
+    for k, v in result.items():
+        try:
+            value = float(v)
+        except Exception:
+            bad[k] = type(v).__name__
+            continue
+        if not math.isfinite(value):
+            bad[k] = value
+    if bad:
+        problems.append(f"non-finite or non-numeric values {bad}")
+    shown = {k: round(float(v), 4) for k, v in result.items() if k not in bad}
+    f.check("evaluate", problems, f"{shown} with an untrained {model_name} ({elapsed:.1f} s)")
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+class _StepCall(nn.Module):
+    """``forward = model.step``, so ``torch.func.functional_call`` can swap the model's parameters."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, h: Tensor, u: Tensor) -> Tensor:
+        return self.model.step(h, u)
+
+
+def _random_inputs(spec: IOSpec, dtype: torch.dtype) -> Tensor:
+    if spec.is_tokens:
+        return torch.randint(0, spec.size, (MODEL_BATCH, MODEL_LENGTH))
+    return torch.randn(MODEL_BATCH, MODEL_LENGTH, spec.size, dtype=dtype)
+
+
+def check_model(cls: type[RecurrentModel]) -> list[Finding]:
+    """Check a model class against the :class:`~suite.contracts.RecurrentModel` contract (module docstring)."""
+    f = _Findings("models", getattr(cls, "name", cls.__name__))
+    try:
+        with _seeded(0), _one_thread():
+            _check_model(f, cls)
+    except _Stop:
+        pass
+    except Exception as exc:  # plugin code misbehaving in a way no check anticipated: still a finding
+        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
+    return f.items
+
+
+def _check_model(f: _Findings, cls: type[RecurrentModel]) -> None:
+    with f.guard("params", "Params() with the defaults"):
+        params = cls.Params()
+    f.ok("params", f"defaults validate ({type(params).__name__})")
+    caps = frozenset(getattr(cls, "capabilities", ()) or ())
+    unknown = sorted(caps - KNOWN_CAPABILITIES)
+    f.add("capabilities", True, f"{sorted(caps)}" + (f" (not known to the suite: {unknown})" if unknown else ""))
+    built = 0
+    for label, (inp, out) in (("real", REAL_IO), ("tokens", TOKEN_IO)):
+        check = f"build[{label}]"
+        try:
+            model = cls(inp, out, params)
+        except Exception as exc:
+            if str(exc).strip():
+                f.skip(check, f"refuses {inp} -> {out}: {_exc_text(exc)}")
+            else:
+                f.fail(check, f"refuses {inp} -> {out} with an exception that gives no reason: {_exc_text(exc)}")
+            continue
+        built += 1
+        f.ok(check, f"{inp} -> {out}")
+        try:
+            _check_built_model(f, model, caps, label, inp, out)
+        except _Stop:
+            pass
+    if built == 0:
+        f.fail("io", "accepts neither real (3 -> 2 channels) nor token (7 -> 7) inputs and outputs")
+
+
+def _check_built_model(f: _Findings, model: RecurrentModel, caps: frozenset[str], label: str,
+                       inp: IOSpec, out: IOSpec) -> None:
+    sfx = f"[{label}]"
+    D = getattr(model, "state_size", None)
+    if not isinstance(D, int) or isinstance(D, bool) or D <= 0:
+        f.fail("state_size" + sfx, f"state_size is {D!r}, not a positive int")
+        return
+    f.ok("state_size" + sfx, str(D))
+    with f.guard("float64" + sfx, "model.double()"):
+        model = model.double().eval()
+        if not any(True for _ in model.parameters()):
+            raise ValueError("the model has no parameters (initial_state and the trial need one)")
+    dtype = torch.float64
+    x = _random_inputs(inp, dtype)
+    B, T = MODEL_BATCH, MODEL_LENGTH
+    h0 = 0.5 * torch.randn(B, D, dtype=dtype)
+    with f.guard("step_loop" + sfx, "encode / initial_state / hidden_states"):
+        u = model.encode(x)
+        zero = model.initial_state(B)
+        hs = model.hidden_states(x)
+        hs0 = model.hidden_states(x, h0)
+    problems = []
+    if tuple(zero.shape) != (B, D):
+        problems.append(f"initial_state({B}) has shape {tuple(zero.shape)}, not {(B, D)}")
+    if u.ndim != 3 or tuple(u.shape[:2]) != (B, T):
+        problems.append(f"encode(x) has shape {tuple(u.shape)}, not [B={B}, T={T}, features]")
+    for what, h in (("hidden_states(x)", hs), ("hidden_states(x, h0)", hs0)):
+        if tuple(h.shape) != (B, T, D):
+            problems.append(f"{what} has shape {tuple(h.shape)}, not {(B, T, D)}")
+        elif not bool(torch.isfinite(h).all()):
+            problems.append(f"{what} holds non-finite values")
+    if not f.check("step_loop" + sfx, problems, f"states [B, T, {D}]"):
+        return
+
+    # step under torch.func: functional_call + vmap + jacrev, one [D, D] Jacobian per row
+    H = torch.cat([h0, hs0[:, T // 2 - 1]], 0)  # rows: a random state, and one on the trajectory
+    U = torch.cat([u[:, 0], u[:, T // 2]], 0)
+    J_ad = None
+    with f.guard("torch_func" + sfx, "step under functional_call + vmap + jacrev"):
+        call = _StepCall(model)
+        p = {k: v.detach() for k, v in call.named_parameters()}
+        p.update({k: v for k, v in call.named_buffers()})
+
+        def one(h: Tensor, u_t: Tensor) -> Tensor:
+            return torch.func.functional_call(call, p, (h[None], u_t[None]))[0]
+
+        stepped = torch.func.vmap(one)(H, U)
+        J_ad = torch.func.vmap(torch.func.jacrev(one))(H, U)
+    problems = []
+    if tuple(J_ad.shape) != (H.shape[0], D, D):
+        problems.append(f"Jacobian per row has shape {tuple(J_ad.shape[1:])}, not {(D, D)}")
+    elif not bool(torch.isfinite(J_ad).all()):
+        problems.append("the Jacobian holds non-finite values")
+    with torch.no_grad():
+        _close(stepped, model.step(H, U), "vmap(step) vs step on the batch", problems)
+    if not f.check("torch_func" + sfx, problems, f"vmap(jacrev(step)): {H.shape[0]} x [{D}, {D}]"):
+        J_ad = None
+
+    # forward == step loop (hidden_states + readout), float64, from the zero state and from h0
+    problems = []
+    with f.guard("forward_matches_steps" + sfx, "forward / readout"):
+        with torch.no_grad():
+            for start, states in ((None, hs), (h0, hs0)):
+                what = "from h0" if start is not None else "from the zero state"
+                y_f, h_T = model(x) if start is None else model(x, start)
+                y_l = model.readout(states, u)
+                if tuple(y_l.shape[:2]) != (B, T) or y_l.shape[-1] != out.size:
+                    problems.append(f"readout(states) has shape {tuple(y_l.shape)}, not [B, T, {out.size}]")
+                _close(y_f, y_l, f"outputs {what}", problems)
+                _close(h_T, states[:, -1], f"final state {what}", problems)
+    f.check("forward_matches_steps" + sfx, problems, f"forward == step loop to {TOL:g} (float64, B={B}, T={T})")
+
+    if FUSED_SEQUENCE in caps:
+        if type(model).forward is RecurrentModel.forward:
+            f.fail("fused_sequence" + sfx, "declares fused_sequence but forward() is the contract's default step loop")
+        else:
+            f.ok("fused_sequence" + sfx, f"forward is {type(model).__name__}'s own (it matches the step loop above)")
+    if LINEAR_RECURRENCE in caps:
+        _check_linear_recurrence(f, model, sfx, u, h0, hs0, zero, hs)
+    if ANALYTIC_JACOBIAN in caps:
+        if not callable(getattr(model, "jacobian", None)):
+            f.fail("analytic_jacobian" + sfx, "declares analytic_jacobian but has no jacobian()")
+        elif J_ad is None:
+            f.skip("analytic_jacobian" + sfx, "no autograd Jacobian to compare with (torch_func failed)")
+        else:
+            problems = []
+            try:
+                with torch.no_grad():
+                    _close(model.jacobian(H, U), J_ad, "jacobian(h, u) vs autograd", problems)
+            except Exception as exc:
+                problems.append(f"jacobian(h, u) raised {_exc_text(exc)}")
+            f.check("analytic_jacobian" + sfx, problems, f"jacobian == autograd Jacobian of step to {TOL:g}")
+    if callable(getattr(model, "jacobian_diagonal", None)):
+        if J_ad is None:
+            f.skip("jacobian_diagonal" + sfx, "no autograd Jacobian to compare with (torch_func failed)")
+        else:
+            problems = []
+            try:
+                with torch.no_grad():
+                    _close(model.jacobian_diagonal(H, U), J_ad.diagonal(dim1=-2, dim2=-1),
+                           "jacobian_diagonal(h, u) vs autograd diagonal", problems)
+            except Exception as exc:
+                problems.append(f"jacobian_diagonal(h, u) raised {_exc_text(exc)}")
+            f.check("jacobian_diagonal" + sfx, problems, f"== the autograd Jacobian's diagonal to {TOL:g}")
+
+
+def _check_linear_recurrence(f: _Findings, model: RecurrentModel, sfx: str, u: Tensor, h0: Tensor,
+                             hs0: Tensor, zero: Tensor, hs: Tensor) -> None:
+    """``c_t = a_t * c_{t-1} + b_t`` from ``recurrence_coeffs(u)`` reproduces the step-loop states, through
+    ``to_scan_state`` / ``from_scan_state`` when the model has them (the scan state may differ from the flat
+    state, e.g. the LRU's complex state)."""
+    check = "linear_recurrence" + sfx
+    fn = getattr(model, "recurrence_coeffs", None)
+    if not callable(fn):
+        f.fail(check, "declares linear_recurrence but has no recurrence_coeffs()")
+        return
+    try:
+        with torch.no_grad():
+            a, b = fn(u)
+    except NotImplementedError:
+        f.fail(check, "declares linear_recurrence but recurrence_coeffs() raises NotImplementedError")
+        return
+    except Exception as exc:
+        f.fail(check, f"recurrence_coeffs(u) raised {_exc_text(exc)}")
+        return
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.ndim != 3 \
+            or tuple(a.shape[:2]) != tuple(u.shape[:2]):
+        f.fail(check, f"recurrence_coeffs(u) must return (a, b), both [B, T, S]; got shapes "
+                      f"{tuple(getattr(a, 'shape', ()))} and {tuple(getattr(b, 'shape', ()))}")
+        return
+    to_scan, from_scan = getattr(model, "to_scan_state", None), getattr(model, "from_scan_state", None)
+    problems = []
+    try:
+        with torch.no_grad():
+            for start, states, what in ((h0, hs0, "from h0"), (zero, hs, "from the zero state")):
+                c = to_scan(start) if callable(to_scan) else start
+                if c.shape[-1] != a.shape[-1]:
+                    f.skip(check, f"the scan state has {a.shape[-1]} values per row, the flat state {c.shape[-1]}, and "
+                                  "the model has no to_scan_state/from_scan_state: the mapping is not checkable "
+                                  "generically (forward_matches_steps compares the scan-based forward with the "
+                                  "step loop)")
+                    return
+                cs = []
+                for t in range(a.shape[1]):
+                    c = a[:, t] * c + b[:, t]
+                    cs.append(c)
+                got = torch.stack(cs, 1)
+                got = from_scan(got) if callable(from_scan) else got
+                _close(got, states, f"recurrence states {what} vs step loop", problems)
+    except Exception as exc:
+        problems.append(f"running the recurrence raised {_exc_text(exc)}")
+    mapped = " (through to_scan_state / from_scan_state)" if callable(to_scan) or callable(from_scan) else ""
+    f.check(check, problems, f"c_t = a_t * c_(t-1) + b_t reproduces the states to {TOL:g}{mapped}")
+
+
+# --- methods ----------------------------------------------------------------------------------------
+
+def _known_capabilities(registry: Any) -> frozenset[str]:
+    caps = set(KNOWN_CAPABILITIES)
+    for name in registry.names("models"):
+        caps |= set(getattr(registry.get("models", name), "capabilities", ()) or ())
+    return frozenset(caps)
+
+
+def _plugin_dirs(registry: Any, picks: Iterable[tuple[str, str]]) -> list[str]:
+    """The folders the trial's own registry must load for these (kind, name) plugins: the folder of every
+    one that the built-in registry does not already have (the same class)."""
+    builtin = load_registry()
+    dirs: list[str] = []
+    for kind, name in picks:
+        info = registry.plugins[kind].get(name)
+        if info is None or info.cls is None:
+            continue
+        base = builtin.plugins[kind].get(name)
+        if base is not None and base.cls is info.cls:
+            continue
+        origin = Path(str(info.origin))
+        if origin.is_file():
+            folder = str(origin.parent)
+            if folder not in dirs:
+                dirs.append(folder)
+    return dirs
+
+
+def _refuses_data(record: Any) -> bool:
+    """The trial ended because the method refused the task's kind of data (it says so: tokens, real ...)."""
+    if record.status != "error" or not record.error:
+        return False
+    head = str(record.error).strip().splitlines()[0]
+    return bool(re.search(r"\btokens?\b|real[- ]valued|kind of data|task type", head, re.I))
+
+
+def check_method(cls: type[Method], registry: Any = None, plugin_dirs: Iterable[str | Path] | None = None,
+                 data_dir: str | Path | None = None, time_limit_s: float = TRIAL_TIME_LIMIT_S) -> list[Finding]:
+    """Check a method class with a 2-step smoke trial (see the module docstring).
+
+    ``registry``: where models and tasks come from (default: the built-in registry); ``plugin_dirs``: the
+    folders the trial's registry loads (default: the folders of the method, model and task when they are not
+    built in); ``time_limit_s`` bounds the trial (a method that does not stop ends ``timeout``)."""
+    registry = registry or load_registry()
+    f = _Findings("methods", getattr(cls, "name", cls.__name__))
+    try:
+        _check_method(f, cls, registry, plugin_dirs, data_dir, time_limit_s)
+    except _Stop:
+        pass
+    except Exception as exc:  # plugin code misbehaving in a way no check anticipated: still a finding
+        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
+    return f.items
+
+
+def _check_method(f: _Findings, cls: type[Method], registry: Any, plugin_dirs: Iterable[str | Path] | None,
+                  data_dir: str | Path | None, time_limit_s: float) -> None:
+    check_params = dict(getattr(cls, "check_params", None) or {})
+    required = _required_fields(cls.Params)
+    if required:
+        f.skip("params", f"parameters without a default: {required}")
+    else:
+        with f.guard("params", "Params() with the defaults"):
+            cls.Params()
+        f.ok("params", "defaults validate")
+    if check_params:
+        with f.guard("check_params", f"Params(**check_params) with {check_params}"):
+            cls.Params.model_validate(check_params)
+        f.ok("check_params", f"{check_params}")
+    unfilled = [n for n in required if n not in check_params]
+    requires = frozenset(getattr(cls, "requires", ()) or ())
+    unknown = sorted(requires - _known_capabilities(registry))
+    if unknown:
+        f.fail("requires", f"requires unknown capabilities {unknown} (known: {sorted(_known_capabilities(registry))})")
+    else:
+        f.ok("requires", f"{sorted(requires)}")
+    trial_checks = ("trial", "budget", "reports", "final_metrics")
+    if unfilled:
+        for c in trial_checks:
+            f.skip(c, f"parameters {unfilled} have no default and no check_params value: the trial cannot be defaulted")
+        return
+    if unknown:
+        for c in trial_checks:
+            f.skip(c, "no model can have the unknown capabilities")
+        return
+    model_name = next((n for n in _model_order(registry)
+                       if requires <= frozenset(getattr(registry.get("models", n), "capabilities", ()))), None)
+    if model_name is None:
+        for c in trial_checks:
+            f.skip(c, f"no registered model has the capabilities {sorted(requires)}")
+        return
+    candidates = [DSR_TASK] if OBSERVATION_INVERSE in requires else [SYSID_TASK, TOKEN_TASK]
+    candidates = [c for c in candidates if c[0] in registry.names("tasks")]
+    if not candidates:
+        for c in trial_checks:
+            f.skip(c, "the smoke-trial tasks (toy-sysid, markov-tokens, lorenz63) are not registered")
+        return
+    model_cls = registry.get("models", model_name)
+    model_params = _small_params(model_cls, TRIAL_MODEL_SIZES)
+    refused: list[str] = []
+    for task_name, task_params in candidates:
+        dirs = ([str(d) for d in plugin_dirs] if plugin_dirs is not None else
+                _plugin_dirs(registry, [("methods", f.name), ("models", model_name), ("tasks", task_name)]))
+        spec = TrialSpec(
+            experiment="conformance", task=task_name, task_params=dict(task_params), model=model_name,
+            model_params=model_params, method=f.name, method_params=check_params,
+            optimizer={"name": "adam", "lr": 0.01}, seed=0, budget={"steps": TRIAL_STEPS},
+            eval_every={"steps": 1}, selection={"metric": None, "split_weights": {"val": 1.0}},
+            resources={"cpu": 1, "device": "cpu", "time_limit_s": time_limit_s},
+            key=f"conformance-{f.name}-{task_name}",
+        )
+        runtime: dict[str, Any] = {"plugin_dirs": dirs}
+        if data_dir is not None:
+            runtime["data_dir"] = str(data_dir)
+        reports: list[dict[str, Any]] = []
+        t0 = time.perf_counter()
+        try:
+            with _one_thread():  # the trial sets the threads from resources.cpu; restored afterwards
+                record = execute_trial(spec, runtime, reports.append)
+        except Exception as exc:
+            f.fail("trial", f"execute_trial raised {_exc_text(exc)}")
+            return
+        elapsed = time.perf_counter() - t0
+        if _refuses_data(record) and (task_name, task_params) != candidates[-1]:
+            refused.append(f"{task_name}: {str(record.error).strip().splitlines()[0]}")
+            continue
+        break
+    where = f"{task_name} {task_params} with {model_name} {model_params}"
+    note = f" (after refusing {'; '.join(refused)})" if refused else ""
+    if record.status != "ok":
+        error = str(record.error or "").strip().splitlines()
+        f.fail("trial", f"{where}: status {record.status!r}: {error[0] if error else 'no error message'}{note}")
+        for c in trial_checks[1:]:
+            f.skip(c, "the trial did not end ok")
+        return
+    f.ok("trial", f"{where}: ok in {elapsed:.1f} s{note}")
+    if record.steps == TRIAL_STEPS:
+        f.ok("budget", f"{record.steps} updates for a budget of {TRIAL_STEPS} steps")
+    else:
+        f.fail("budget", f"{record.steps} updates for a budget of {TRIAL_STEPS} steps: train must call ctx.step once "
+                         "per update and return when it says True")
+    progress = [r for r in reports if not r.get("final")]
+    if progress:
+        f.ok("reports", f"{len(progress)} progress report(s)")
+    else:
+        f.fail("reports", "no progress report (evaluation every step was due)")
+    test = (record.metrics or {}).get("test") or {}
+    bad = {k: v for k, v in test.items() if not (isinstance(v, (int, float)) and math.isfinite(v))}
+    if not test:
+        f.fail("final_metrics", "no final test metrics")
+    elif bad:
+        f.fail("final_metrics", f"non-finite final test metrics {bad}")
+    else:
+        f.ok("final_metrics", f"test {dict((k, round(v, 4)) for k, v in test.items())}")
+
+
+# --- everything -------------------------------------------------------------------------------------
+
+def check_registry(registry: Any = None, kinds: Iterable[str] = KINDS, data_dir: str | Path | None = None,
+                   quick: bool = False, only: Iterable[str] | None = None,
+                   plugin_dirs: Iterable[str | Path] | None = None) -> list[Finding]:
+    """All checks for every plugin of ``kinds`` in ``registry`` (default: the built-in one), plus a failing
+    ``loads`` finding per plugin file that failed to import. ``only``: plugin names to check (all if None)."""
+    registry = registry or load_registry()
+    kinds = tuple(kinds)
+    wanted = None if only is None else set(only)
+    out: list[Finding] = []
+    for info in registry.failures:
+        if (info.kind in kinds or info.kind == "unknown") and (wanted is None or info.name in wanted):
+            kind = info.kind if info.kind in KINDS else "unknown"
+            out.append(Finding(kind, info.name, "loads", False, f"{info.error} ({info.origin})"))
+    for kind in kinds:
+        for name in registry.names(kind):
+            if wanted is not None and name not in wanted:
+                continue
+            cls = registry.get(kind, name)
+            if kind == "tasks":
+                out += check_task(cls, data_dir, quick=quick, registry=registry)
+            elif kind == "models":
+                out += check_model(cls)
+            elif kind == "methods":
+                out += check_method(cls, registry, plugin_dirs=plugin_dirs, data_dir=data_dir)
+    return out
+
+
+def failures(findings: Iterable[Finding]) -> list[Finding]:
+    return [x for x in findings if x.ok is False]
