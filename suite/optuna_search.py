@@ -44,7 +44,7 @@ def _outcome(optuna: Any, score: float) -> dict[str, Any]:
     """How a score is told to the study: a failed configuration is a FAIL trial (never the best)."""
     if score == FAILED_SCORE:
         return {"state": optuna.trial.TrialState.FAIL}
-    return {"value": score}
+    return {"values": [score]}
 
 
 def run_optuna(manifest: Manifest, registry: Registry, store: ResultsStore, batch: int,

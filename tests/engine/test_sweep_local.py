@@ -136,3 +136,24 @@ def test_optuna_search_asks_tells_and_resumes(local_ray, write_manifest, toy_man
     assert "re-told 3 finished configurations" in res.output
     trials = ResultsStore(results).trials("toy")
     assert len(trials) == 8 and trials["trial_key"].is_unique and trials["config_id"].nunique() == 4
+
+
+def test_optuna_failed_configuration_is_a_fail_trial():
+    """The one failed-score rule: a configuration with a failed seed scores FAILED_SCORE and the study sees a
+    FAIL trial (never its best); a max-metric is negated."""
+    import optuna
+    import pandas as pd
+
+    from suite.budget import FAILED_SCORE
+    from suite.optuna_search import _outcome, _score
+
+    ok = pd.DataFrame({"status": ["ok", "ok"], "selection_score": [0.8, 0.6], "direction": ["max", "max"]})
+    failed = pd.DataFrame({"status": ["ok", "diverged"], "selection_score": [0.1, float("nan")], "direction": ["min"] * 2})
+    assert _score(ok) == pytest.approx(-0.7) and _score(failed) == FAILED_SCORE and _score(ok.iloc[:0]) == FAILED_SCORE
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.2}, distributions=dist, **_outcome(optuna, _score(failed))))
+    trial = study.ask(dist)
+    study.tell(trial, **_outcome(optuna, _score(ok)))
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"] and study.best_value == pytest.approx(-0.7)
