@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import suite
@@ -86,6 +87,11 @@ class WandbMode(str, Enum):
     disabled = "disabled"
 
 
+def _plain(value: object) -> str:
+    """A table cell shown as it is: brackets (``tbptt[mode=stateless]``, ``[Errno 2]``) are not rich markup."""
+    return escape(str(value))
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
@@ -108,14 +114,15 @@ def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models
         table.add_column(col, overflow="fold")
     for info in infos:
         if "error" in info:
-            table.add_row(f"[red]{info['name']}[/]", f"[red]failed to load: {info['error']}[/]", info["origin"], "")
+            table.add_row(f"[red]{_plain(info['name'])}[/]", f"[red]failed to load: {_plain(info['error'])}[/]",
+                          _plain(info["origin"]), "")
             continue
         params = "\n".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in info["params"]) or "-"
         extra = info.get("capabilities") or info.get("requires") or [
             f"{m['name']} ({m['direction']}{', ' + m['unit'] if m['unit'] else ''})" for m in info.get("metrics", [])]
         if kind == Kind.methods:
             extra = ["requires: " + (", ".join(extra) or "-")]
-        table.add_row(info["name"], info["summary"], params, "\n".join(extra))
+        table.add_row(info["name"], _plain(info["summary"]), _plain(params), _plain("\n".join(extra)))
     out.print(table)
 
 
@@ -132,8 +139,6 @@ def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin
     forward, capabilities truthful; methods: a 2-step trial that stops on budget and reports). Without names:
     the plugins of the --plugins folders, or every built-in plugin when no folder is given. Exit status 1
     when a check failed."""
-    from rich.markup import escape
-
     from suite.conformance import KINDS, check_registry, failures
     from suite.registry import load_registry
 
@@ -159,7 +164,7 @@ def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin
         for f in found:
             if show_all or f.ok is not True:
                 result = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]skipped[/]"}[f.ok]
-                table.add_row(f.kind, escape(f.name), escape(f.check), result, escape(f.message))
+                table.add_row(f.kind, _plain(f.name), _plain(f.check), result, _plain(f.message))
         if table.row_count:
             out.print(table)
         checked = sorted({(f.kind, f.name) for f in found})
@@ -288,7 +293,7 @@ def _print_matrix(manifest: Manifest, matrix: TrialMatrix) -> None:
                               ("task.", lambda u: u.task_params), ("opt.", lambda u: u.optimizer)):
             for k in _varying([getter(u) for u in same_method]) if len(same_method) > 1 else []:
                 parts.append(f"{label}{k}={getter(t).get(k)}")
-        table.add_row(str(i), t.task, t.model, t.method, " ".join(parts) or "-", str(t.seed), t.key[:8])
+        table.add_row(str(i), t.task, t.model, t.method, _plain(" ".join(parts) or "-"), str(t.seed), t.key[:8])
     out.print(table)
     for reason in matrix.skipped:
         out.print(f"[yellow]skipped[/] {reason}")
@@ -352,10 +357,10 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
         for h in headers[:-1]:
             table.add_column(h, overflow="fold")
         for r in rows:
-            table.add_row(*r[:-1])
+            table.add_row(*(_plain(c) for c in r[:-1]))
         out.print(table)
         for r in rows:
-            out.print(f"  {r[4]} ({r[1]}, {r[3]}): {r[-1] or 'defaults'}", highlight=False, soft_wrap=True)
+            out.print(_plain(f"  {r[4]} ({r[1]}, {r[3]}): {r[-1] or 'defaults'}"), highlight=False, soft_wrap=True)
         counts = store.connect(experiment).sql("SELECT status, count(*) FROM trials GROUP BY 1 ORDER BY 1").fetchall()
         out.print("trials: " + ", ".join(f"{k} {v}" for k, v in counts), soft_wrap=True)
 
@@ -433,7 +438,7 @@ def show_curves(results: str = typer.Argument("results", help="results directory
         for col in table.columns:
             rich_table.add_column(str(col), overflow="fold")
         for r in cells:
-            rich_table.add_row(*r)
+            rich_table.add_row(*(_plain(c) for c in r))
         out.print(rich_table)
     if plot is not None:
         out.print(f"plot: {plot_trajectories(long, plot, metric, axis.value)}")

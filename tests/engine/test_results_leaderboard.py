@@ -196,3 +196,16 @@ def test_curves_command_prints_and_plots(tmp_path):
     assert plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["curves", str(tmp_path / "results"), "--metric", "nope"])
     assert bad.exit_code == 2 and "no curve rows for metric 'nope'" in bad.output
+
+
+def test_cli_table_shows_split_by_labels_as_written(tmp_path):
+    """``--split-by`` labels such as ``tbptt[window=10]`` are shown in the table, not swallowed as markup."""
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    store = ResultsStore(tmp_path)
+    store.write([rec("tbptt", c, s, 1.0 + s, 1.0 + s, window=w) for c, w in (("a", 10), ("b", 20)) for s in range(3)])
+    res = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--split-by", "window"], terminal_width=240)
+    assert res.exit_code == 0, res.output
+    assert "tbptt[window=10]" in res.output and "tbptt[window=20]" in res.output
