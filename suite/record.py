@@ -222,8 +222,15 @@ def _array(values: list[Any], t: pa.DataType) -> pa.Array:
 
 
 def flat_value_type(values: Iterable[Any]) -> pa.DataType:
-    """The column type of a flattened parameter: float64 for numbers, bool, else string."""
+    """The column type of a flattened parameter: float64 for numbers, bool, else string.
+
+    A column with no value at all (e.g. ``optimizer.betas`` of an SGD experiment) is a string column: plain
+    readers take the first file's schema, and string is the type every other file's values (numbers, lists
+    as JSON) can be read into; an all-null float64 column made ``pd.read_parquet`` fail on a store where
+    another experiment holds text there."""
     present = [v for v in values if v is not None]
+    if not present:
+        return pa.string()
     if present and all(isinstance(v, bool) for v in present):
         return pa.bool_()
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):

@@ -387,6 +387,23 @@ def _checked_schema(fs: pafs.FileSystem, path: str, core: pa.Schema) -> pa.Schem
         stats = meta.row_group(g).column(column).statistics
         if stats is not None and stats.has_min_max and not (stats.min == stats.max == SCHEMA_VERSION):
             raise _BadPart(f"holds rows of schema_version {stats.min}..{stats.max}; this rnnbench reads {SCHEMA_VERSION}")
+    return _null_typed_empty_columns(schema, meta, core)
+
+
+def _null_typed_empty_columns(schema: pa.Schema, meta: pq.FileMetaData, core: pa.Schema) -> pa.Schema:
+    """The schema with flattened string columns that hold no value in this file typed null, so that unifying
+    with another file takes that file's type (an unset ``optimizer.momentum`` beside a float64 one)."""
+    if meta.num_row_groups == 0:
+        return schema
+    for j in range(meta.num_columns):
+        name = meta.schema.column(j).path
+        i = schema.get_field_index(name)
+        if i < 0 or core.get_field_index(name) >= 0 or schema.field(i).type != pa.string():
+            continue
+        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+        stats = [rg.column(j).statistics for rg in groups]
+        if all(s is not None and s.null_count == rg.num_rows for s, rg in zip(stats, groups)):
+            schema = schema.set(i, pa.field(name, pa.null()))
     return schema
 
 

@@ -76,6 +76,28 @@ def test_a_crash_during_compaction_loses_and_duplicates_nothing(tmp_path):
     assert len(list((tmp_path / "trials" / "exp").iterdir())) == 1
 
 
+def test_plain_readers_read_experiments_whose_parameters_are_set_in_one_and_unset_in_the_other(tmp_path):
+    """An SGD experiment (no betas, a momentum) and an AdamW one (list betas, no momentum) in one store, read by
+    plain pandas whichever file comes first (seen on a reproduction store: float64 vs JSON text)."""
+    store = ResultsStore(tmp_path)
+    sgd = [dataclasses.replace(rec(i, experiment="a-sgd"), optimizer={"name": "sgd", "lr": 1.0, "betas": None,
+                                                                       "momentum": 0.9}) for i in range(2)]
+    adamw = [dataclasses.replace(rec(i, experiment="b-adamw"), optimizer={"name": "adamw", "lr": 1e-3,
+                                                                          "betas": [0.9, 0.95], "momentum": None})
+             for i in range(2)]
+    store.write(sgd)
+    store.write(adamw)
+    store.compact()
+    for trials in (pd.read_parquet(tmp_path / "trials"), pq.read_table(tmp_path / "trials").to_pandas()):
+        by_exp = trials.set_index("experiment")
+        assert sorted(trials["experiment"]) == ["a-sgd", "a-sgd", "b-adamw", "b-adamw"]
+        assert json.loads(by_exp.loc["b-adamw", "optimizer.betas"].iloc[0]) == [0.9, 0.95]
+        assert by_exp.loc["a-sgd", "optimizer.momentum"].astype(float).tolist() == [0.9, 0.9]
+    both = store.trials()  # rnnbench's reader: an unset column takes the type of the experiment that sets it
+    assert both["optimizer.momentum"].dtype == "float64" and both["optimizer.momentum"].isna().sum() == 2
+    assert sorted(json.loads(v) for v in both["optimizer.betas"].dropna()) == [[0.9, 0.95]] * 2
+
+
 def test_plain_readers_read_the_store_directly(tmp_path):
     store = ResultsStore(tmp_path)
     store.write([rec(i) for i in range(3)], [point(rec(0), 1)])
