@@ -395,12 +395,12 @@ def _null_typed_empty_columns(schema: pa.Schema, meta: pq.FileMetaData, core: pa
     with another file takes that file's type (an unset ``optimizer.momentum`` beside a float64 one)."""
     if meta.num_row_groups == 0:
         return schema
+    groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
     for j in range(meta.num_columns):
         name = meta.schema.column(j).path
         i = schema.get_field_index(name)
         if i < 0 or core.get_field_index(name) >= 0 or schema.field(i).type != pa.string():
             continue
-        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
         stats = [rg.column(j).statistics for rg in groups]
         if all(s is not None and s.null_count == rg.num_rows for s, rg in zip(stats, groups)):
             schema = schema.set(i, pa.field(name, pa.null()))
