@@ -408,18 +408,21 @@ def _null_typed_empty_columns(schema: pa.Schema, meta: pq.FileMetaData, core: pa
 
 
 def _unify(schemas: list[pa.Schema]) -> pa.Schema:
-    """One schema for parts whose flattened columns differ; conflicting types fall back to string."""
+    """One schema for parts whose flattened columns differ; conflicting types fall back to string. A column
+    typed null (no value in its part) takes the type of the parts that hold values, else string (its type on disk)."""
     try:
-        return pa.unify_schemas(schemas, promote_options="permissive")
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         fields: dict[str, pa.DataType] = {}
         for s in schemas:
             for f in s:
-                if f.name in fields and fields[f.name] != f.type:
+                known = fields.get(f.name)
+                if known is None or known == pa.null():
+                    fields[f.name] = f.type
+                elif f.type != known and f.type != pa.null():
                     fields[f.name] = pa.string()
-                else:
-                    fields.setdefault(f.name, f.type)
-        return pa.schema(list(fields.items()))
+        unified = pa.schema(list(fields.items()))
+    return pa.schema([pa.field(f.name, pa.string()) if f.type == pa.null() else f for f in unified])
 
 
 def _restore_types(table: pa.Table, core: pa.Schema) -> pa.Table:
