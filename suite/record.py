@@ -231,7 +231,7 @@ def flat_value_type(values: Iterable[Any]) -> pa.DataType:
     present = [v for v in values if v is not None]
     if not present:
         return pa.string()
-    if present and all(isinstance(v, bool) for v in present):
+    if all(isinstance(v, bool) for v in present):
         return pa.bool_()
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         return pa.float64()
