@@ -174,11 +174,14 @@ class WandbLogger:
         """Wait until the runs of the trials ``run_ids`` that ran on this node are closed (their last messages
         may still be on the way), then close whatever is still open; returns the runs that had to be
         abandoned. A run never seen here gets ``unseen_grace_s`` to arrive (its trial may have logged
-        from its own process)."""
+        from its own process). Open runs of trials not in ``run_ids`` (interrupted or lost: they will never
+        finish) are abandoned without waiting, so a sweep stopped by SIGTERM ends within a batch system's
+        grace period."""
+        wanted = set(run_ids)
         start = time.monotonic()
         while time.monotonic() - start < timeout_s:
-            unseen = set(run_ids) - self.seen
-            if not self.runs and (not unseen or time.monotonic() - start > unseen_grace_s):
+            unseen = wanted - self.seen
+            if not wanted & self.runs.keys() and (not unseen or time.monotonic() - start > unseen_grace_s):
                 break
             time.sleep(0.05)
         abandoned = 0

@@ -207,3 +207,36 @@ def test_no_secret_is_written(tmp_path, ray_tmp):
                     pass
     assert not leaks, leaks
     assert secret not in res.stdout + res.stderr
+
+
+def test_sigterm_ends_a_sweep_with_a_trial_in_flight_promptly(tmp_path, ray_tmp):
+    """A batch system sends SIGTERM and, about 30 s later, SIGKILL: the driver must stop in that window while a
+    trial never returns, with W&B logging (the driver waited 60 s for the interrupted trial's W&B run)."""
+    import signal
+
+    path = manifest(tmp_path, "  - name: blocking\n  - name: bptt")
+    results = tmp_path / "results"
+    proc = cli(["run", str(path), "--results", str(results), "--plugins", PLUGINS, "--wandb", "offline",
+                "--max-concurrent", "2"], ray_tmp, tmp_path, env={"WANDB_MODE": "offline"}, background=True)
+    logs = results / "logs" / "faults"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        blocked = any("going to sleep" in p.read_text() for p in logs.glob("*.log")) if logs.exists() else False
+        if blocked and len(ResultsStore(results).finished_keys("faults")) == 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"the driver was still running 60 s after SIGTERM:\n{out}") from None
+    assert proc.returncode == 130 and time.monotonic() - t0 < 45, out
+    assert "interrupted" in out and "--resume" in out
+    got = rows(results)
+    assert set(got) == {"bptt"} and got["bptt"]["status"] == "ok"  # the finished row is kept
+    assert not (results / "locks" / "faults.lock").exists()
+    assert list((results / "wandb").rglob("*.wandb")), "the finished trial's offline W&B run is written"
