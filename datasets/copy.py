@@ -57,6 +57,13 @@ Choices of this implementation (marked as such; the construction above is the re
   stale, misaligned pieces into the tail of every column but the last (segments cut short, repeated or
   interrupted). That is not reproduced: every column here is one unbroken segment stream with one
   random phase ("effectively a random phase per column").
+* ``generator: authors`` reproduces the reference's generator *with* that quirk (same draws in the same order
+  from the generator above: per column its segments, then one shift; after each column, the first
+  ``length`` positions of *every* column are replaced by positions ``[shift, shift + length)`` of the
+  ``length + 4 lag`` buffer, whose tail is never shifted). It is there to compare with the paper's numbers,
+  not as a cleaner task: about a tenth of the test positions of the variable-lag data break the copy rule,
+  which is why the paper's perplexities sit near 1.3 where the rule-abiding data give about 1.02.
+  :func:`copier_perplexity` measures it: the perplexity of the best copier that follows the rule.
 * [my choice] **token ids instead of one-hot inputs** (the model's embedding does the encoding). The
   reference one-hots over ``max(token) + 1`` classes, which is ``num_states`` in practice.
 * [my choice] **checks**: ``num_states >= 3`` (the reference checks ``>= 2`` but needs a data symbol),
@@ -69,6 +76,7 @@ Choices of this implementation (marked as such; the construction above is the re
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Any, Literal
 
@@ -97,6 +105,10 @@ class CopyParams(Params):
     eval_length: int = Field(1000, ge=1, description="positions per val/test column (reference TEST_SEQ_LEN)")
     columns: int = Field(64, ge=1, description="columns (batch rows) of every split (reference batch size)")
     eval_chunk: int = Field(100, ge=1, description="evaluation chunk length; the state is carried across chunks")
+    generator: Literal["rnnbench", "authors"] = Field(
+        "rnnbench", description="rnnbench: one random phase per column; authors: the reference code's generator "
+        "including its quirk (every column re-shifted after each column; ~10% of variable-lag positions break the rule)"
+    )
 
     @model_validator(mode="after")
     def _lag_range(self) -> CopyParams:
@@ -137,9 +149,81 @@ def generate_column(
     return x, y, offset
 
 
+def generate_authors(p: CopyParams, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference generator with its quirk (see the module docstring): ``(x, y, shifts)``; ``shifts[b]`` is
+    the shift drawn after column ``b``, applied to the first ``length`` positions of every column."""
+    rng = np.random.default_rng([p.seed, _SPLIT_INDEX[split]])
+    lo, hi = p.lag_range
+    n = p.length(split)
+    inp = np.zeros((n + 4 * hi, p.columns), dtype=np.int64)
+    out = np.zeros_like(inp)
+    shifts = np.zeros(p.columns, dtype=np.int64)
+    for b in range(p.columns):
+        index = 0
+        while index < n + 2 * hi:
+            L = int(rng.integers(lo, hi + 1))
+            tokens = rng.integers(2, p.num_states, L, dtype=np.int64)
+            tokens[0] = MARKER
+            inp[index : index + L, b] = tokens
+            out[index + L : index + 2 * L, b] = tokens
+            index += 2 * L
+        shift = int(rng.integers(0, 2 * hi))
+        shifts[b] = shift
+        inp[:n] = inp[shift : n + shift].copy()  # every column, inside the column loop: the reference's quirk
+        out[:n] = out[shift : n + shift].copy()
+    return np.ascontiguousarray(inp[:n].T), np.ascontiguousarray(out[:n].T), shifts
+
+
+def rule_predictions(x: np.ndarray, num_states: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the copy rule predicts from the inputs so far, per position of ``x [columns, length]``:
+    ``(prediction, determined)``. At a token the target is the blank; at the k-th blank after the tokens of
+    a segment it is the segment's k-th token (the blank once they are used up); at a blank before a column's
+    first marker nothing is determined."""
+    pred = np.zeros_like(x)
+    determined = np.zeros(x.shape, dtype=bool)
+    for c in range(x.shape[0]):
+        register: list[int] = []
+        blanks, seen, prev_blank = 0, False, False
+        for t, tok in enumerate(x[c].tolist()):
+            if tok == MARKER:
+                register, blanks, seen = [], 0, True
+            if tok != BLANK:
+                if prev_blank:  # tokens after blanks without a marker: the rule is broken; start over
+                    register, blanks = [], 0
+                register.append(tok)
+                pred[c, t], prev_blank = BLANK, False
+            else:
+                blanks += 1
+                pred[c, t] = register[blanks - 1] if blanks <= len(register) else BLANK
+                prev_blank = True
+            determined[c, t] = seen or tok != BLANK  # at a token the target is the blank, marker or not
+    return pred, determined
+
+
+def copier_perplexity(x: np.ndarray, y: np.ndarray, num_states: int) -> dict[str, float]:
+    """Perplexity of the best copier that follows the copy rule: uniform where the rule determines nothing,
+    probability ``1 - eps`` on the rule's prediction elsewhere (``eps / (V - 1)`` on each other class), with
+    ``eps`` the fraction of determined positions where the data break the rule (its maximum-likelihood value).
+    Returns ``ppl``, ``broken`` (that fraction) and ``undetermined`` (the share of blanks before a column's
+    first marker). On rule-abiding data ``eps = 0`` and ``ppl = V ** undetermined``."""
+    pred, det = rule_predictions(x, num_states)
+    V, N = num_states, x.size
+    hits = int(((pred == y) & det).sum())
+    misses = int(det.sum()) - hits
+    eps = misses / max(hits + misses, 1)
+    nll = (N - hits - misses) * math.log(V)
+    if hits:
+        nll -= hits * math.log(1 - eps)
+    if misses:
+        nll -= misses * math.log(eps / (V - 1))
+    return {"ppl": math.exp(nll / N), "broken": eps, "undetermined": (N - hits - misses) / N}
+
+
 def generate(p: CopyParams, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(x, y, offsets)`` of ``split``: ``[columns, length]`` int64 arrays and the ``[columns]`` offsets,
     deterministic in ``(p.seed, split index)``."""
+    if p.generator == "authors":
+        return generate_authors(p, split)
     rng = np.random.default_rng([p.seed, _SPLIT_INDEX[split]])
     lo, hi = p.lag_range
     cols = [generate_column(rng, p.length(split), lo, hi, p.num_states) for _ in range(p.columns)]

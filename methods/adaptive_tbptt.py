@@ -6,12 +6,17 @@ by segments whose *scored* parts ``[pos, pos + K)`` tile it, each segment starti
 earlier (the buffer, inside the graph, not scored) from the detached state carried over from the
 previous segment. Every scored output therefore backpropagates through at least ``K - 1`` earlier
 steps (fewer only at the start of a stream). The loss is the task loss averaged over the scored
-outputs; gradients are clipped through ``ctx.clip_gradients`` (manifest ``optimizer.grad_clip``).
+outputs; gradients are clipped through ``ctx.clip_gradients`` at the manifest's ``optimizer.grad_clip``, or,
+with ``clip_per_output: true``, at ``grad_clip / K`` (the scored outputs of the segment) as the authors'
+copy-task runs do (``normed=True``: ``tbptt.py`` divides the clip threshold by the normalisation).
 
 Every ``reestimate_every`` updates, K is re-estimated (:mod:`suite.adaptive_truncation`): ``R``
-times, ``estimate_batch`` random windows of ``burn + W`` training steps give the gradient norms
-``phi_k = ||dL_s/dh_{s-k}||`` of the last-step loss, their mean gives beta (OLS) and the relative
-bias curve deltahat(K), and K_r is the smallest K with deltahat(K) < delta (else W). The new K is
+times, ``estimate_batch`` random windows of ``burn + W`` training steps give the state gradients
+``g_k = dL_s/dh_{s-1-k}`` of the last-step loss (lag 0 = the state entering the last step, as the
+authors index it); the mean of their norms gives beta (OLS) and, with the cumulative norm (``cum_norm``:
+``exact`` = ``||sum_{k<=K} mean_b g_k||``, the authors' copy-task rule, or ``approx`` = the sum of the mean
+norms, their language-model rule), the relative bias curve deltahat(K); K_r is the smallest K with
+deltahat(K) < delta (else W). The new K is
 ``clip(int(mean_r K_r), Kmin, Kmax)``; ``ctx.log(K=, beta=, delta_hat=)`` records it (beta and
 deltahat(K) averaged over the repeats).
 
@@ -34,7 +39,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from suite.adaptive_truncation import estimate_truncation, gradient_norms_by_lag
+from suite.adaptive_truncation import estimate_truncation, gradients_by_lag
 from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
 from suite.training import GradientAverage, batches, buffered_segment, cut_streams, trainable_parameters, update
 
@@ -52,6 +57,10 @@ class AdaptiveTBPTTParams(Params):
     estimate_batch: int | None = Field(None, ge=1, description="windows per estimation repeat (default batch_size)")
     lr_scaling: Literal["sqrt", "linear", "none"] = Field("sqrt", description="optimizer lr = base lr x sqrt(K), x K, or x 1")
     batch_size: int = Field(32, ge=1, description="parallel streams per update")
+    cum_norm: Literal["exact", "approx"] = Field(
+        "exact", description="cumulative gradient norm in the bias bound: exact ||sum g_k|| (authors' copy script) or approx sum ||g_k|| (their LM script)")
+    clip_per_output: bool = Field(
+        False, description="clip the gradient norm at grad_clip / K instead of grad_clip (the authors' copy-task runs)")
     adapt: bool = Field(True, description="re-estimate K; false keeps K = K0 (the paper's fixed-K baselines, same training)")
 
     @model_validator(mode="after")
@@ -125,9 +134,10 @@ class AdaptiveTBPTT(Method):
                 h, h_idx, pos = None, -1, 0
                 while pos < part.length:
                     loss, h_c, end, _ = buffered_segment(model, data, part, h, h_idx, pos, self.K)
+                    clip_scale = 1.0 / (end - pos) if p.clip_per_output else 1.0  # 1/K (shorter at a stream's end)
                     h, h_idx, samples, pos = h_c.detach(), pos, part.batch * (end - pos), end
                     updates += 1
-                    if update(ctx, opt, loss, samples=samples):
+                    if update(ctx, opt, loss, samples=samples, clip_scale=clip_scale):
                         return
                     if p.adapt and updates % p.reestimate_every == 0:
                         self.reestimate(model, data, ctx, geometry)
@@ -147,8 +157,8 @@ class AdaptiveTBPTT(Method):
             start = torch.randint(train.length - burn - W + 1, (n,))
             rows, cols = seq[:, None].to(device), (start[:, None] + offsets).to(device)
             mask = None if train.mask is None else train.mask[rows, cols]
-            phi = gradient_norms_by_lag(model, train.x[rows, cols], train.y[rows, cols], data.loss, burn, W, mask)
-            est = estimate_truncation(phi, p.delta, tau, K_max=p.K_max)
+            grads = gradients_by_lag(model, train.x[rows, cols], train.y[rows, cols], data.loss, burn, W, mask)
+            est = estimate_truncation(grads, p.delta, tau, K_max=p.K_max, cum_norm=p.cum_norm)
             Ks.append(est["K"])
             betas.append(est["beta"])
             curves.append(est["delta_hat"])

@@ -1,39 +1,42 @@
 """Estimating the truncation length of adaptive TBPTT (Aicher, Foti & Fox, UAI 2019).
 
-Pure functions, independent of the training loop (see ``methods/adaptive_tbptt.py``):
+Pure functions, independent of the training loop (see ``methods/adaptive_tbptt.py``). The conventions are
+those of the authors' code (aicherc/adaptive_tbptt, ``tbptt/adaptive_truncation.py`` as called by
+``experiments/synth_script.py``), re-derived from its formulas:
 
-* :func:`gradient_norms_by_lag` -- ``phi[b, k] = || dL_s / dh_{s-k} ||`` for the loss ``L_s`` at
-  the last step ``s`` of a window, ``k = 0 .. W-1``, from the model's ``step`` loop;
-* :func:`estimate_log_beta_ols` -- the geometric decay rate of the mean norms ``phi_bar`` (OLS
-  slope of ``log phi_bar_k`` against ``k``);
-* :func:`log_tail_bound` / :func:`tail_bound` -- the bias bound ``E(K)`` of truncating at ``K``;
+* :func:`gradients_by_lag` -- ``g[b, k] = dL_s / dh_{s-1-k}`` for the loss ``L_s`` at the last step ``s``
+  of a window, ``k = 0 .. W-1``: lag 0 is the state *entering* the last step (the authors'
+  ``states[j][0]``), lag ``W-1`` the state after the burn-in;
+* :func:`cumulative_norms` -- ``cum_K`` for ``K = 0 .. W-1``: ``exact`` = ``|| sum_{k<=K} mean_b g_k ||``
+  (the authors' default, used by their copy-task script) or ``approx`` = ``sum_{k<=K} mean_b ||g_k||``
+  (``cum_grad_norm_approx=True``, their language-model script);
+* :func:`estimate_log_beta_ols` -- the geometric decay rate of the mean norms ``phi_bar`` (OLS slope of
+  ``log phi_bar_k`` against ``k`` over all lags);
+* :func:`log_tail_bound` / :func:`tail_bound` -- the bias bound ``E(K)``;
 * :func:`relative_bias` -- ``deltahat(K) = E(K) / D`` with ``D`` a lower bound on ``||g||``;
-* :func:`choose_K` -- the smallest ``K`` whose estimated relative bias is below ``delta``.
+* :func:`choose_K` -- the smallest ``K`` in ``1 .. W`` whose estimated relative bias is below ``delta``.
 
-Conventions. ``TBPTT(K)`` keeps the lags ``k = 0 .. K-1`` of every scored loss term, so the bias
-of truncating at ``K`` is bounded (up to the constant ``M``, which cancels in the ratio) by
+The bound (up to the constant ``M``, which cancels in the ratio), lags beyond ``tau`` following the fitted
+decay ``phi_bar_{tau+j} = beta^j phi_bar_tau``:
 
-    E(K) = sum_{k >= K} phi_bar_k,
+    E(K) = sum_{k=K}^{tau} phi_bar_k + phi_bar_tau / (1 - beta)      for K < tau
+    E(K) = phi_bar_tau * beta^(K - tau) / (1 - beta)                 for K >= tau
 
-where lags beyond ``tau`` follow the fitted geometric decay ``phi_bar_{tau+j} = beta^j phi_bar_tau``:
+(the authors' sum runs to ``tau`` inclusive, so ``phi_bar_tau`` is counted twice below ``tau``; kept, as it
+is their rule). ``D = max_{K=0..W-1} (cum_K - E(K))`` over the ``K`` where it is positive, and
+``deltahat(K) = E(K) / D`` (``inf`` when no ``K`` gives a positive difference). All of it runs in log space.
 
-    E(K) = sum_{k=K}^{tau-1} phi_bar_k + phi_bar_tau / (1 - beta)      for K < tau
-    E(K) = phi_bar_tau * beta^(K - tau) / (1 - beta)                   for K >= tau
-
-(infinite when ``beta >= 1``, unless ``phi_bar_tau`` is numerically zero). The authors' code adds
-``phi_bar_tau`` once more for ``K < tau`` (its sum runs to ``tau`` inclusive); we use the sum that
-is exact under the geometric-tail model, so ``E`` is continuous at ``tau`` and, for
-``phi_k = |a|^k phi_0``, equals ``phi_0 |a|^K / (1 - |a|)`` for every ``K``. The truncated
-gradient norm is approximated by ``cum_K = sum_{k<K} phi_bar_k`` (the authors'
-``cum_grad_norm_approx``), the lower bound on the full gradient norm is
-``D = max_K (cum_K - E(K))`` and ``deltahat(K) = E(K) / D`` (``inf`` when ``D <= 0``). All of it
-runs in log space, as in the reference code.
+Where this differs from the authors' code, on purpose: with ``beta >= 1`` their bound is ``inf`` for
+``K >= tau`` but ``1`` (a zero-initialised log) for ``K < tau``; here it is ``inf`` for every ``K`` (no
+decay measured: nothing bounds the bias, so ``K = W``). When the mean norm at ``tau`` is numerically zero
+(log below -50) and no decay was measured, the tail counts as ``e^-50`` as theirs does, whatever the sign
+of the (meaningless) slope.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -44,19 +47,20 @@ EPS = 1e-100  #: added to the mean norms before taking logs (as in the reference
 LOG_ZERO = -50.0  #: log-norms below this are treated as zero (dropped from the OLS fit)
 
 LossFn = Callable[..., Tensor]
+CumNorm = Literal["exact", "approx"]
 
 
-def gradient_norms_by_lag(model: RecurrentModel, x: Tensor, y: Tensor, loss_fn: LossFn, burn: int, W: int,
-                          mask: Tensor | None = None) -> Tensor:
-    """Per-sequence norms ``phi[b, k] = || dL_s / dh^b_{s-k} ||`` for ``k = 0 .. W-1``: ``[B, W]``.
+def gradients_by_lag(model: RecurrentModel, x: Tensor, y: Tensor, loss_fn: LossFn, burn: int, W: int,
+                     mask: Tensor | None = None) -> Tensor:
+    """Per-sequence state gradients ``g[b, k] = dL_s / dh^b_{s-1-k}`` for ``k = 0 .. W-1``: ``[B, W, D]``.
 
     ``x``/``y`` hold at least ``burn + W`` steps. The first ``burn`` steps run from the zero state
-    without gradient; the next ``W`` steps run through ``model.step`` with every state kept in the
-    graph, ``L_s = loss_fn(y_hat_s, y_s)`` is the loss at the last of them (step ``s = burn+W-1``)
-    and one ``torch.autograd.grad`` call returns its gradient w.r.t. all ``W`` states
-    ``h_s, h_{s-1}, .., h_{s-W+1}`` (total derivatives through the recurrence). ``loss_fn`` is the
-    task loss (a mean over the batch), so every ``phi`` carries the same factor ``1/B``, which
-    cancels in the relative bias. Parameter gradients (``.grad``) are left untouched.
+    without gradient; the next ``W`` steps run through ``model.step`` with the state entering each of
+    them kept in the graph, ``L_s = loss_fn(y_hat_s, y_s)`` is the loss at the last of them (step
+    ``s = burn+W-1``) and one ``torch.autograd.grad`` call returns its gradient w.r.t. all ``W``
+    states ``h_{s-1}, h_{s-2}, .., h_{s-W}`` (total derivatives through the recurrence; ``h_{s-W}`` is the
+    state after the burn-in). ``loss_fn`` is the task loss (a mean over the batch), so every gradient
+    carries the same factor ``1/B``, which cancels in the relative bias. Parameter ``.grad`` is untouched.
     """
     if W < 1 or burn < 0:
         raise ValueError(f"need W >= 1 and burn >= 0, got W={W}, burn={burn}")
@@ -73,15 +77,32 @@ def gradient_norms_by_lag(model: RecurrentModel, x: Tensor, y: Tensor, loss_fn: 
         h = h.detach().requires_grad_(True)
         states = []
         for t in range(W):
+            states.append(h)  # the state entering step burn + t
             h = model.step(h, u[:, t])
-            states.append(h)
         y_hat = model.readout(h, u[:, -1])[:, None]
         last_mask = None if mask is None else mask[:, burn + W - 1 : burn + W]
         loss = loss_fn(y_hat, y[:, -1:], last_mask)
         grads = torch.autograd.grad(loss, states, allow_unused=True)
     grads = [torch.zeros_like(s) if g is None else g for s, g in zip(states, grads)]
-    # states[-1] is h_s (lag 0), states[0] is h_{s-W+1} (lag W-1)
-    return torch.stack([g.flatten(1).norm(dim=1) for g in reversed(grads)], dim=1).detach()
+    # states[-1] is h_{s-1} (lag 0), states[0] is h_{s-W} (lag W-1)
+    return torch.stack([g.flatten(1) for g in reversed(grads)], dim=1).detach()
+
+
+def gradient_norms_by_lag(model: RecurrentModel, x: Tensor, y: Tensor, loss_fn: LossFn, burn: int, W: int,
+                          mask: Tensor | None = None) -> Tensor:
+    """``phi[b, k] = || dL_s / dh^b_{s-1-k} ||``: ``[B, W]`` (see :func:`gradients_by_lag`)."""
+    return gradients_by_lag(model, x, y, loss_fn, burn, W, mask).norm(dim=-1)
+
+
+def cumulative_norms(grads: Tensor, rule: CumNorm = "exact") -> Tensor:
+    """``cum_K`` for ``K = 0 .. W-1`` from ``grads [B, W, D]`` (float64): ``exact``:
+    ``|| sum_{k<=K} mean_b g_k ||``; ``approx``: ``sum_{k<=K} mean_b || g_k ||`` (never smaller)."""
+    g = grads.detach().to("cpu", torch.float64)
+    if rule == "exact":
+        return torch.cumsum(g.mean(0), 0).norm(dim=-1)
+    if rule == "approx":
+        return torch.cumsum(g.norm(dim=-1).mean(0), 0)
+    raise ValueError(f"unknown cumulative-norm rule {rule!r}: use 'exact' or 'approx'")
 
 
 def _log_phi(phi_bar: Tensor) -> Tensor:
@@ -116,24 +137,23 @@ def log_tail_bound(phi_bar: Tensor, log_beta: float, tau: int, K_max: int | None
     if not 0 <= tau < W:
         raise ValueError(f"tau ({tau}) must lie in [0, W) = [0, {W})")
     n = max(W, K_max or 0) + 1
-    K = torch.arange(n, dtype=torch.float64, device=lp.device)
+    K = torch.arange(n, dtype=torch.float64)
     lp_tau = lp[tau]
-    if log_beta == -math.inf:  # beta = 0: nothing beyond tau
-        log_geo = lp_tau
-        out = torch.full((n,), -math.inf, dtype=torch.float64)
-        out[tau] = lp_tau
-    elif log_beta < 0:
+    log_geo: Tensor | None
+    if log_beta < 0:
         log_geo = lp_tau - _log1mexp(torch.tensor(log_beta, dtype=torch.float64))  # phi_tau / (1 - beta)
-        out = lp_tau + (K - tau) * log_beta - _log1mexp(torch.tensor(log_beta, dtype=torch.float64))
+        if log_beta == -math.inf:  # beta = 0: the tail is phi_tau alone
+            out = torch.where(K == tau, log_geo, torch.tensor(-math.inf, dtype=torch.float64))
+        else:
+            out = log_geo + (K - tau) * log_beta
     elif lp_tau < LOG_ZERO:  # no decay measured, but the gradients have already vanished at tau
-        log_geo = torch.tensor(-math.inf, dtype=torch.float64)
-        out = torch.full((n,), -math.inf, dtype=torch.float64)
-    else:
+        log_geo = None
+        out = torch.full((n,), LOG_ZERO, dtype=torch.float64)
+    else:  # no decay: nothing bounds the bias
         return torch.full((n,), math.inf, dtype=torch.float64)
-    # K < tau: sum_{k=K}^{tau-1} phi_k + phi_tau / (1 - beta), via a reversed log-cumsum-exp
-    if tau > 0:
-        head = torch.flip(torch.logcumsumexp(torch.flip(lp[:tau], [0]), 0), [0])  # head[K] = log sum_{k=K}^{tau-1}
-        out[:tau] = torch.logaddexp(head, log_geo.expand(tau))
+    if tau > 0:  # K < tau: sum_{k=K}^{tau} phi_k (+ phi_tau / (1 - beta)), a reversed log-cumsum-exp
+        head = torch.flip(torch.logcumsumexp(torch.flip(lp[: tau + 1], [0]), 0), [0])[:tau]
+        out[:tau] = head if log_geo is None else torch.logaddexp(head, log_geo.expand(tau))
     return out
 
 
@@ -142,31 +162,39 @@ def tail_bound(phi_bar: Tensor, log_beta: float, tau: int, K_max: int | None = N
     return torch.exp(log_tail_bound(phi_bar, log_beta, tau, K_max))
 
 
-def log_relative_bias(phi_bar: Tensor, beta: float, tau: int, K_max: int | None = None) -> Tensor:
-    """``log deltahat(K)`` for ``K = 0 .. max(W, K_max)``; ``+inf`` where nothing bounds it."""
+def log_relative_bias(phi_bar: Tensor, beta: float, tau: int, K_max: int | None = None,
+                      cum: Tensor | None = None) -> Tensor:
+    """``log deltahat(K)`` for ``K = 0 .. max(W, K_max)``; ``+inf`` where nothing bounds it.
+
+    ``cum`` (``[W]``, see :func:`cumulative_norms`) defaults to the approximate rule on ``phi_bar``.
+    """
     lp = _log_phi(phi_bar)
     W = lp.numel()
     log_beta = math.log(beta) if beta > 0 else -math.inf
     log_E = log_tail_bound(phi_bar, log_beta, tau, K_max)
-    # cum_K = sum_{k<K} phi_k for K = 1..W (what TBPTT(K) keeps), paired with E(K)
-    log_cum = torch.logcumsumexp(lp, 0)  # log_cum[K-1] = log sum_{k<K}
-    log_E_obs = log_E[1 : W + 1]
-    bound = log_cum > log_E_obs
+    if cum is None:
+        cum = torch.cumsum(phi_bar.detach().to("cpu", torch.float64), 0)
+    if cum.numel() != W:
+        raise ValueError(f"cum has {cum.numel()} entries, phi_bar {W}")
+    log_cum = torch.log(cum.detach().to("cpu", torch.float64) + EPS)
+    log_E_pair = log_E[:W]  # E(K) paired with cum_K, K = 0 .. W-1 (both count lag K, as the authors')
+    bound = log_cum > log_E_pair
     log_lower = torch.full_like(log_cum, -math.inf)
-    log_lower[bound] = log_cum[bound] + _log1mexp(log_E_obs[bound] - log_cum[bound])
+    log_lower[bound] = log_cum[bound] + _log1mexp(log_E_pair[bound] - log_cum[bound])
     log_D = log_lower.max()
     if not torch.isfinite(log_D):
         return torch.full_like(log_E, math.inf)
     return log_E - log_D
 
 
-def relative_bias(phi_bar: Tensor, beta: float, tau: int, K_max: int | None = None) -> Tensor:
+def relative_bias(phi_bar: Tensor, beta: float, tau: int, K_max: int | None = None,
+                  cum: Tensor | None = None) -> Tensor:
     """``deltahat[K] = E(K) / D`` for ``K = 0 .. max(W, K_max)`` (index = truncation length).
 
-    Non-increasing in ``K``; ``inf`` everywhere when
-    ``D = max_K (cum_K - E(K)) <= 0`` or the tail is unbounded (``beta >= 1``).
+    Non-increasing in ``K``; ``inf`` everywhere when no ``cum_K - E(K)`` is
+    positive or the tail is unbounded (``beta >= 1``).
     """
-    return torch.exp(log_relative_bias(phi_bar, beta, tau, K_max))
+    return torch.exp(log_relative_bias(phi_bar, beta, tau, K_max, cum))
 
 
 def choose_K(deltahat: Tensor, delta: float, W: int | None = None) -> int:
@@ -180,13 +208,20 @@ def choose_K(deltahat: Tensor, delta: float, W: int | None = None) -> int:
     return int(ok[0, 0]) + 1 if len(ok) else int(W)
 
 
-def estimate_truncation(phi: Tensor, delta: float, tau: int, K_max: int | None = None) -> dict[str, float | Tensor]:
-    """One estimate from per-sequence norms ``phi [B, W]``: ``{"K", "log_beta", "beta", "delta_hat"}``.
+def estimate_truncation(grads: Tensor, delta: float, tau: int, K_max: int | None = None,
+                        cum_norm: CumNorm = "exact") -> dict[str, float | Tensor]:
+    """One estimate from per-sequence state gradients ``grads [B, W, D]`` (or their norms ``[B, W]``,
+    which allow only ``cum_norm="approx"``): ``{"K", "log_beta", "beta", "delta_hat"}``.
 
     ``delta_hat`` is the whole ``deltahat[K]`` curve (``K = 0 .. max(W, K_max)``).
     """
-    phi_bar = phi.detach().to("cpu", torch.float64).mean(0)
+    if grads.dim() == 2:
+        if cum_norm != "approx":
+            raise ValueError("the exact cumulative norm needs the gradient vectors [B, W, D], not their norms")
+        grads = grads[..., None]
+    g = grads.detach().to("cpu", torch.float64)
+    phi_bar = g.norm(dim=-1).mean(0)
     log_beta = estimate_log_beta_ols(phi_bar)
     beta = math.exp(log_beta)
-    dh = relative_bias(phi_bar, beta, tau, K_max)
+    dh = relative_bias(phi_bar, beta, tau, K_max, cumulative_norms(g, cum_norm))
     return {"K": choose_K(dh, delta, phi_bar.numel()), "log_beta": log_beta, "beta": beta, "delta_hat": dh}

@@ -104,13 +104,14 @@ class TrainContext:
     def lr(self) -> float:
         return float(self.optimizer_spec.get("lr", 1e-3))
 
-    def clip_gradients(self, params: Iterable[nn.Parameter] | None = None) -> float | None:
-        """Clip the gradient norm to the manifest's ``grad_clip`` (if set); returns the norm."""
+    def clip_gradients(self, params: Iterable[nn.Parameter] | None = None, scale: float = 1.0) -> float | None:
+        """Clip the gradient norm to ``scale x`` the manifest's ``grad_clip`` (if set); returns the norm.
+        ``scale`` lets a method tie the threshold to its update (adaptive TBPTT: 1/K, as the authors)."""
         clip = self.optimizer_spec.get("grad_clip")
         if not clip:
             return None
         params = self.model.parameters() if params is None else params
-        return float(torch.nn.utils.clip_grad_norm_(params, float(clip)))
+        return float(torch.nn.utils.clip_grad_norm_(params, float(clip) * float(scale)))
 
     def step(self, loss: Tensor | float, samples: int = 0, **diagnostics: float) -> bool:
         """Count one parameter update; True when the budget is spent and training must stop."""

@@ -283,8 +283,8 @@ class Trainer(Protocol):
     def make_optimizer(self, params: Iterable[nn.Parameter] | None = None, **overrides: Any) -> torch.optim.Optimizer:
         """The manifest's optimizer (``overrides`` replace its fields, e.g. ``lr=``) over ``params`` (default: the model's)."""
 
-    def clip_gradients(self, params: Iterable[nn.Parameter] | None = None) -> float | None:
-        """Clip the gradient norm to the manifest's ``grad_clip`` if set; the norm, or None."""
+    def clip_gradients(self, params: Iterable[nn.Parameter] | None = None, scale: float = 1.0) -> float | None:
+        """Clip the gradient norm to ``scale x`` the manifest's ``grad_clip`` if set; the norm, or None."""
 
     def step(self, loss: Tensor | float, samples: int = 0, **diagnostics: float) -> bool:
         """Count one update (evaluates, reports, enforces the budget); True: stop training."""

@@ -32,14 +32,17 @@ class Timer:
 
 def update(ctx: Trainer, opt: torch.optim.Optimizer, loss: Tensor, *, samples: int = 0,
            params: Iterable[nn.Parameter] | None = None, timer: Timer | None = None, objective: Tensor | None = None,
-           **diagnostics: float) -> bool:
-    """``zero_grad``, ``backward``, clip (the manifest's ``grad_clip``), ``step``, then ``ctx.step(loss,
+           clip_scale: float = 1.0, **diagnostics: float) -> bool:
+    """``zero_grad``, ``backward``, clip (``clip_scale`` x the manifest's ``grad_clip``), ``step``, then ``ctx.step(loss,
     samples, **diagnostics)``: returns True when the budget is spent. ``objective`` (default: ``loss``) is what
     is differentiated, e.g. the loss plus a penalty; the loss is what is counted. With ``timer``,
     ``tokens_per_s`` is logged too (the update's samples per second, from the timer's start to the step)."""
     opt.zero_grad(set_to_none=True)
     (loss if objective is None else objective).backward()
-    ctx.clip_gradients(params)
+    if clip_scale == 1.0:
+        ctx.clip_gradients(params)
+    else:
+        ctx.clip_gradients(params, scale=clip_scale)
     opt.step()
     if timer is not None:
         timer.stop()

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
 from suite.adaptive_truncation import (
     choose_K,
+    cumulative_norms,
     estimate_log_beta_ols,
     estimate_truncation,
     gradient_norms_by_lag,
+    gradients_by_lag,
     relative_bias,
     tail_bound,
 )
@@ -73,6 +76,7 @@ class FakeCtx:
         self.optimizer_spec = {"name": "sgd", "lr": lr}
         self.losses, self.grads, self.samples, self.logs, self.optimizers = [], [], [], [], []
         self.clip_calls = 0
+        self.clip_scales = []
 
     @property
     def lr(self):
@@ -83,8 +87,9 @@ class FakeCtx:
         self.optimizers.append(opt)
         return opt
 
-    def clip_gradients(self, params=None):
+    def clip_gradients(self, params=None, scale=1.0):
         self.clip_calls += 1
+        self.clip_scales.append(scale)
 
     @property
     def done(self):
@@ -123,15 +128,16 @@ def test_phi_matches_autograd_per_lag(kind, layers):
     assert phi.shape == (3, W)
     assert all(p.grad is None for p in model.parameters())
 
-    # independent: for every lag k, restart the rollout from a leaf copy of h_{s-k} and differentiate
+    # independent: for every lag k, restart the rollout from a leaf copy of h_{s-1-k} (the state entering
+    # step s-k, the authors' lag k) and differentiate
     s = burn + W - 1
     with torch.no_grad():
         states = model.hidden_states(x[:, : s + 1])  # states[:, t] = h_t (after input t)
     for k in range(W):
-        leaf = states[:, s - k].clone().requires_grad_(True)
+        leaf = states[:, s - 1 - k].clone().requires_grad_(True)
         h = leaf
         u = model.encode(x)
-        for t in range(s - k + 1, s + 1):
+        for t in range(s - k, s + 1):
             h = model.step(h, u[:, t])
         loss = data.loss(model.readout(h)[:, None], y[:, s : s + 1])
         (g,) = torch.autograd.grad(loss, leaf)
@@ -145,33 +151,47 @@ def test_phi_matches_retained_states_rollout():
     with torch.no_grad():
         h = model.hidden_states(data.train.x[:, :burn])[:, -1]
     kept = []
+    h = h.clone().requires_grad_(True)
     for t in range(burn, burn + W):
+        if t > burn:
+            h.retain_grad()
+        kept.append(h)  # the state entering step t
         h = model.step(h, data.train.x[:, t])
-        h.retain_grad()
-        kept.append(h)
     data.loss(model.readout(h)[:, None], data.train.y[:, burn + W - 1 : burn + W]).backward()
     expected = torch.stack([kept[W - 1 - k].grad.norm(dim=1) for k in range(W)], 1)
     torch.testing.assert_close(phi, expected, atol=1e-10, rtol=0)
+    grads = gradients_by_lag(model, data.train.x, data.train.y, data.loss, burn, W)
+    torch.testing.assert_close(grads[:, 0], kept[-1].grad, atol=1e-12, rtol=0)  # lag 0: the state entering s
 
 
 # --- linear-RNN oracle --------------------------------------------------------------------------
-def closed_form_K(r: float, delta: float, W: int) -> int:
-    """phi_k = r^k phi_0: E(K) = phi_0 r^K / (1-r), cum_K = phi_0 (1 - r^K) / (1-r),
-    D = max_K (cum_K - E(K)) = phi_0 (1 - 2 r^W) / (1-r) (at K = W), so deltahat(K) = r^K / (1 - 2 r^W)
-    and K = the smallest K >= 1 with r^K < delta (1 - 2 r^W), i.e. floor(log(delta c) / log r) + 1."""
-    c = 1 - 2 * r**W
-    x = math.log(delta * c) / math.log(r)
-    assert abs(x - round(x)) > 1e-6, "delta sits on a threshold; pick another"
-    K = max(1, math.floor(x) + 1)
-    return min(K, W)
+def closed_form_curve(r: float, W: int, tau: int) -> np.ndarray:
+    """deltahat(K), K = 0..W, for phi_k = r^k phi_0 and cum_K = sum_{k<=K} phi_k (the approximate rule, or the
+    exact one when every lag's mean gradient points the same way):
+    E(K) = phi_0 (r^K / (1-r) + [K < tau] r^tau) (the authors' sum counts phi_tau twice below tau),
+    cum_K - E(K) = phi_0 (1 - r^K (1 + r)) / (1-r) - [K < tau] phi_0 r^tau grows with K, so
+    D = phi_0 (1 - r^(W-1) - r^W) / (1-r) (at K = W-1) and deltahat(K) = E(K) / D."""
+    K = np.arange(W + 1, dtype=float)
+    E = r**K / (1 - r) + (K < tau) * r**tau
+    return E / ((1 - r ** (W - 1) - r**W) / (1 - r))
 
 
-@pytest.mark.parametrize("a", [0.8, -0.85, 0.6])
+def closed_form_K(r: float, delta: float, W: int, tau: int) -> int:
+    """The smallest K >= 1 with deltahat(K) < delta (else W), read off the closed-form curve; refuses a
+    delta that sits within rounding of a threshold."""
+    dh = closed_form_curve(r, W, tau)[1:]
+    assert np.all(np.abs(dh / delta - 1) > 1e-6), "delta sits on a threshold; pick another"
+    ok = np.nonzero(dh < delta)[0]
+    return int(ok[0]) + 1 if len(ok) else W
+
+
+@pytest.mark.parametrize("a", [0.8, 0.6])
 def test_linear_rnn_oracle(a):
     r, burn, W = abs(a), 5, 30
     model = LinearRNN(a)
     data = make_data(B=4, T=burn + W + 3, seed=7)
-    phi = gradient_norms_by_lag(model, data.train.x, data.train.y, data.loss, burn, W)
+    grads = gradients_by_lag(model, data.train.x, data.train.y, data.loss, burn, W)
+    phi = grads.norm(dim=-1)
     lags = torch.arange(W, dtype=torch.float64)
     torch.testing.assert_close(phi, phi[:, :1] * r**lags, rtol=1e-10, atol=0)  # phi_k = |a|^k phi_0 exactly
     phi_bar = phi.mean(0)
@@ -180,24 +200,96 @@ def test_linear_rnn_oracle(a):
     phi0 = float(phi_bar[0])
     K = torch.arange(W + 1, dtype=torch.float64)
     for tau in (0, 7, W - W // 10, W - 1):
-        torch.testing.assert_close(tail_bound(phi_bar, log_beta, tau), phi0 * r**K / (1 - r), rtol=1e-8, atol=0)
-        dh = relative_bias(phi_bar, math.exp(log_beta), tau)
-        torch.testing.assert_close(dh, r**K / (1 - 2 * r**W), rtol=1e-8, atol=0)
+        want_E = phi0 * (r**K / (1 - r) + (K < tau) * r**tau)
+        torch.testing.assert_close(tail_bound(phi_bar, log_beta, tau), want_E, rtol=1e-7, atol=0)
+        dh = relative_bias(phi_bar, math.exp(log_beta), tau)  # approximate cumulative norm
+        torch.testing.assert_close(dh, torch.as_tensor(closed_form_curve(r, W, tau)), rtol=1e-7, atol=0)
         for delta in (0.95, 0.5, 0.13, 0.011, 1.3e-3, 1e-9):
-            assert choose_K(dh, delta) == closed_form_K(r, delta, W), (tau, delta)
-    est = estimate_truncation(phi, 0.13, W - 3)
-    assert est["K"] == closed_form_K(r, 0.13, W) and est["beta"] == pytest.approx(r, abs=1e-8)
+            assert choose_K(dh, delta) == closed_form_K(r, delta, W, tau), (tau, delta)
+    est = estimate_truncation(grads, 0.13, W - 3, cum_norm="approx")
+    assert est["K"] == closed_form_K(r, 0.13, W, W - 3) and est["beta"] == pytest.approx(r, abs=1e-8)
 
 
-def test_tail_bound_extends_beyond_window_and_synthetic_oracle():
-    r, W, phi0 = 0.9, 40, 2.5
-    phi_bar = phi0 * r ** torch.arange(W, dtype=torch.float64)
-    log_beta = estimate_log_beta_ols(phi_bar)
-    assert log_beta == pytest.approx(math.log(r), abs=1e-12)
-    E = tail_bound(phi_bar, log_beta, 30, K_max=70)
-    K = torch.arange(71, dtype=torch.float64)
-    torch.testing.assert_close(E, phi0 * r**K / (1 - r), rtol=1e-10, atol=0)
-    assert relative_bias(phi_bar, r, 30, K_max=70).shape == (71,)
+def test_exact_cumulative_norm_on_linear_rnn():
+    """h_t = a h_{t-1} + ..: g_k = a^k g_0 per sequence, so the exact cumulative norm is
+    ||mean_b g_0|| |sum_{k<=K} a^k|. With one sequence and a > 0 it equals the approximate one; with a < 0
+    the partial sums alternate, D shrinks and the chosen K grows."""
+    W, burn, tau = 30, 5, 27
+    data = make_data(B=1, T=burn + W + 3, seed=7)
+    for a in (0.8, -0.8):
+        model = LinearRNN(a)
+        grads = gradients_by_lag(model, data.train.x, data.train.y, data.loss, burn, W)
+        g0 = float(grads[0, 0].norm())
+        Kp = np.arange(W)
+        want = g0 * np.abs((1 - a ** (Kp + 1)) / (1 - a))
+        np.testing.assert_allclose(cumulative_norms(grads, "exact").numpy(), want, rtol=1e-10)
+        np.testing.assert_allclose(cumulative_norms(grads, "approx").numpy(), g0 * (1 - abs(a) ** (Kp + 1)) / (1 - abs(a)),
+                                   rtol=1e-10)
+        exact = estimate_truncation(grads, 0.05, tau, cum_norm="exact")
+        approx = estimate_truncation(grads, 0.05, tau, cum_norm="approx")
+        if a > 0:
+            assert exact["K"] == approx["K"] == closed_form_K(0.8, 0.05, W, tau)
+        else:  # D = max_K (|S_K| - E(K)): by hand from the formulas
+            r, K = 0.8, np.arange(W + 1)
+            E = r**K / (1 - r) + (K < tau) * r**tau
+            diff = np.abs((1 - a ** (Kp + 1)) / (1 - a)) - E[:W]
+            dh = E / diff[diff > 0].max()
+            assert exact["K"] == int(np.nonzero(dh[1:] < 0.05)[0][0]) + 1 > approx["K"]
+    with pytest.raises(ValueError, match="gradient vectors"):
+        estimate_truncation(grads.norm(dim=-1), 0.05, tau)
+
+
+def _authors_rule(grads: np.ndarray, tau: int, delta: float, exact: bool) -> int:
+    """An independent, loop-by-loop transcription of the authors' K rule (methods.md section 2.2, from
+    aicherc/adaptive_tbptt ``adaptive_K_estimate`` with 'ols'): grads [B, W, D] with lag 0 = dL/dh_{s-1}.
+    With beta >= 1 the bias counts as unbounded for every K (rnnbench's documented departure from their code)."""
+    B, W, _ = grads.shape
+    phi = [float(np.mean([np.linalg.norm(grads[b, k]) for b in range(B)])) for k in range(W)]
+    lphi = [math.log(p + 1e-100) for p in phi]
+    xs = [k for k in range(W) if lphi[k] >= -50]
+    ys = [lphi[k] for k in xs]
+    xm, ym = sum(xs) / len(xs), sum(ys) / len(ys)
+    logbeta = sum((x - xm) * (y - ym) for x, y in zip(xs, ys)) / sum((x - xm) ** 2 for x in xs)
+    beta = math.exp(logbeta)
+
+    def E(K: int) -> float:
+        if beta >= 1:
+            return math.inf
+        tail = phi[tau] / (1 - beta)
+        return sum(phi[K: tau + 1]) + tail if K < tau else phi[tau] * beta ** (K - tau) / (1 - beta)
+
+    cum, running = [], np.zeros(grads.shape[2])
+    for k in range(W):
+        running = running + grads[:, k].mean(0)
+        cum.append(float(np.linalg.norm(running)) if exact else sum(phi[: k + 1]))
+    lower = [c - E(k) for k, c in enumerate(cum) if c > E(k)]
+    if not lower:
+        return W
+    D = max(lower)
+    for K in range(1, W + 1):
+        if E(K) / D < delta:
+            return K
+    return W
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_K_rule_matches_authors_formulas_on_fixed_gradients(kind):
+    """On fixed gradient sequences from real models (and decaying random ones), the vectorised log-space rule
+    chooses the same K as a loop-by-loop transcription of the authors' formulas, for both cumulative norms."""
+    burn, W, tau = 5, 40, 36
+    cases = []
+    for seed in range(3):
+        model, data = make_model(kind, hidden=6, layers=2, seed=seed), make_data(B=4, T=burn + W, seed=seed)
+        cases.append(gradients_by_lag(model, data.train.x, data.train.y, data.loss, burn, W))
+    g = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        decay = torch.exp(-0.08 * torch.arange(W, dtype=torch.float64))[None, :, None]
+        cases.append(torch.randn(3, W, 8, generator=g, dtype=torch.float64) * decay)
+    for grads in cases:
+        for rule in ("exact", "approx"):
+            for delta in (0.9, 0.5, 0.1, 0.01):
+                got = estimate_truncation(grads, delta, tau, cum_norm=rule)["K"]
+                assert got == _authors_rule(grads.numpy(), tau, delta, rule == "exact"), (rule, delta)
 
 
 # --- monotonicity and edge cases ----------------------------------------------------------------
@@ -242,10 +334,10 @@ def test_estimator_edge_cases():
     assert beta > 1
     dh = relative_bias(growing, beta, 9)
     assert torch.isinf(dh).all() and choose_K(dh, 0.5) == 12
-    # vanished gradients beyond tau with no measurable decay: tail counts as zero
+    # vanished gradients beyond tau with no measurable decay: the tail counts as e^-50 (the authors' -50 in logs)
     flat = torch.cat([torch.ones(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)])
     E = tail_bound(flat, 0.0, 7)
-    assert float(E[7]) == 0.0 and float(E[0]) == pytest.approx(5.0)
+    assert float(E[7]) == pytest.approx(math.exp(-50.0), rel=1e-12) and float(E[0]) == pytest.approx(5.0)
     assert choose_K(relative_bias(flat, 1.0, 7), 0.1) == 5
 
 
@@ -329,11 +421,13 @@ def test_reestimate_on_linear_model_matches_closed_form():
     r, burn, W, delta = 0.7, 3, 25, 0.05
     model = LinearRNN(r)
     data = make_data(B=2, T=60, seed=3)
-    method = AdaptiveTBPTT(AdaptiveTBPTTParams(delta=delta, W=W, burn=burn, R=3, Kmin=1, Kmax=W, estimate_batch=4))
+    method = AdaptiveTBPTT(AdaptiveTBPTTParams(delta=delta, W=W, burn=burn, R=3, Kmin=1, Kmax=W, estimate_batch=4,
+                                               cum_norm="approx"))
+    tau = method.estimation_geometry(60)[2]
     rec = method.reestimate(model, data)
-    assert rec["K"] == closed_form_K(r, delta, W) == method.K
+    assert rec["K"] == closed_form_K(r, delta, W, tau) == method.K
     assert rec["beta"] == pytest.approx(r, abs=1e-8)
-    assert rec["delta_hat"] == pytest.approx(r ** method.K / (1 - 2 * r**W), rel=1e-8)
+    assert rec["delta_hat"] == pytest.approx(closed_form_curve(r, W, tau)[method.K], rel=1e-8)
 
 
 # --- gradient fidelity ----------------------------------------------------------------------------
@@ -378,3 +472,28 @@ def test_execute_trial_reports_K_diagnostics():
     assert all(2 <= v <= 30 for _, v in Ks)
     names = {name for _, name, _ in events}
     assert {"K", "beta", "delta_hat"} <= names
+
+
+def test_clip_per_output_scales_the_threshold_by_one_over_K():
+    """clip_per_output: every update asks for the clip threshold grad_clip / (scored outputs), as the
+    authors' normed=True; the real context then clips the gradient norm at exactly that value."""
+    model, data = make_model("gru"), make_data(B=1, T=10)
+    method = AdaptiveTBPTT(AdaptiveTBPTTParams(K0=4, W=8, batch_size=1, reestimate_every=1000, lr_scaling="none",
+                                               clip_per_output=True))
+    ctx = FakeCtx(model, steps=3)
+    method.train(model, data, ctx)
+    assert ctx.clip_scales == [0.25, 0.25, 0.5]  # outputs [0,4), [4,8), [8,10)
+    default = FakeCtx(model, steps=2)
+    AdaptiveTBPTT(AdaptiveTBPTTParams(K0=4, W=8, batch_size=1, lr_scaling="none")).train(model, data, default)
+    assert default.clip_scales == [1.0, 1.0]
+
+    from suite.context import TrainContext
+
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    norm = float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+    ctx_real = TrainContext.__new__(TrainContext)  # only clip_gradients' fields are needed
+    ctx_real.optimizer_spec, ctx_real.model = {"name": "sgd", "lr": 0.1, "grad_clip": 2.0}, model
+    assert ctx_real.clip_gradients(scale=0.1) == pytest.approx(norm)
+    clipped = float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm())
+    assert clipped == pytest.approx(0.2, rel=1e-6)

@@ -327,3 +327,46 @@ def test_carried_state_evaluation_matches_direct(mode):
         assert r["ce"] == pytest.approx(ce, abs=1e-9)
         assert r["ppl"] == pytest.approx(math.exp(ce), rel=1e-9)
         assert r["acc"] == pytest.approx(acc, abs=1e-12)
+
+
+# --- generator: authors (the reference code's generator, quirk included) ---------------------------------
+def _copy_module():
+    import sys
+
+    return sys.modules[_cls().__module__]
+
+
+@pytest.mark.parametrize("mode", ["fixed", "variable"])
+def test_authors_generator_reproduces_the_reference_quirk(mode):
+    ours = _task(lag_mode=mode, columns=6)
+    theirs = _task(lag_mode=mode, columns=6, generator="authors")
+    for split in ("train", "test"):
+        (xo, yo), (xa, ya) = ours.arrays(split), theirs.arrays(split)
+        assert xa.shape == xo.shape and ya.shape == yo.shape
+        # same draws in the same order: the last column is shifted once, by its own shift, as ours
+        np.testing.assert_array_equal(xa[-1], xo[-1])
+        np.testing.assert_array_equal(ya[-1], yo[-1])
+        # earlier columns got every later shift as well: different data
+        assert (xa[0] != xo[0]).any()
+    # with one column the quirk has nothing to act on: both generators agree
+    one_o, one_a = _task(lag_mode=mode, columns=1), _task(lag_mode=mode, columns=1, generator="authors")
+    np.testing.assert_array_equal(one_o.arrays("val")[0], one_a.arrays("val")[0])
+    np.testing.assert_array_equal(one_o.arrays("val")[1], one_a.arrays("val")[1])
+
+
+def test_copier_perplexity_against_the_oracle_and_on_the_quirky_data():
+    mod = _copy_module()
+    V = 6
+    for mode in ("fixed", "variable"):
+        task = _task(lag_mode=mode)
+        for split in ("val", "test"):
+            x, y = task.arrays(split)
+            r = mod.copier_perplexity(x, y, V)
+            assert r["broken"] == 0.0
+            # the hand-built register oracle (uniform before the first marker, exact after it) scores the same
+            assert r["ppl"] == pytest.approx(task.evaluate(_copier(task), split)["ppl"], rel=1e-9)
+            assert r["ppl"] == pytest.approx(V ** r["undetermined"], rel=1e-12)
+    # the reference's generator breaks the rule at a sizeable share of variable-lag positions
+    quirky = _task(lag_mode="variable", generator="authors", eval_length=1000, columns=64)  # the reference sizes
+    r = mod.copier_perplexity(*quirky.arrays("test"), V)
+    assert 0.03 < r["broken"] < 0.2 and r["ppl"] > 1.2
