@@ -80,6 +80,8 @@ class AdaptiveTBPTT(Method):
     name = "adaptive_tbptt"
     summary = "stateful TBPTT(K) with a K-1 buffer; K re-estimated from gradient-norm decay to meet a relative bias delta"
     Params = AdaptiveTBPTTParams
+    search_space = {"delta": {"loguniform": [0.05, 0.9]}, "K0": {"choice": [5, 10, 20, 40]},
+                    "batch_size": {"choice": [16, 32, 64]}}
 
     @staticmethod
     def lr_factor(K: int, scaling: str) -> float:

@@ -17,6 +17,7 @@ class BPTT(Method):
     name = "bptt"
     summary = "full BPTT over each whole training sequence from the zero state (the baseline)"
     Params = BPTTParams
+    search_space = {"batch_size": {"choice": [4, 16, 64]}}
 
     def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         train, p = data.train, self.params

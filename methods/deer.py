@@ -61,6 +61,7 @@ class Deer(Method):
     name = "deer"
     summary = "DEER / quasi-DEER / ELK / quasi-ELK: hidden states by parallel-in-time Newton on model.step"
     Params = DeerParams
+    search_space = {"batch_size": {"choice": [4, 16, 64]}, "max_iter": {"choice": [10, 30, 100]}}
     requires = frozenset({STEP})
 
     def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:

@@ -147,6 +147,8 @@ class GTF(_GTFBase):
     name = "gtf"
     summary = "Generalized Teacher Forcing (Hess et al. 2023): BPTT through the alpha-forced recurrence, constant or adaptive alpha"
     Params = GTFParams
+    search_space = {"alpha": {"uniform": [0.05, 0.5]}, "seq_len": {"choice": [100, 200, 1000]},
+                    "batch_size": {"choice": [8, 16, 32]}}
 
     def _forward(self, model, z0, u, zhat, alpha, k, state, key, ctx):
         preds, _ = gtf_sequential(model, z0, u, zhat, alpha, k)
@@ -157,6 +159,8 @@ class GTFDeer(_GTFBase):
     name = "gtf_deer"
     summary = "GTF-DEER: the GTF forced recurrence solved parallel in time by DEER (gtf_deer_solve), implicit gradients"
     Params = GTFDeerParams
+    search_space = {"alpha": {"uniform": [0.05, 0.5]}, "seq_len": {"choice": [100, 200, 1000]},
+                    "batch_size": {"choice": [8, 16, 32]}}
 
     def _setup(self, model: RecurrentModel) -> Any:
         p = self.params

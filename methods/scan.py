@@ -44,6 +44,7 @@ class Scan(Method):
     name = "scan"
     summary = "full BPTT of a linear-recurrence model (LRU, minGRU, minLSTM) through the parallel scan in its forward"
     Params = ScanTrainParams
+    search_space = {"batch_size": {"choice": [4, 16, 64]}}
     requires = frozenset({LINEAR_RECURRENCE})
 
     def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:

@@ -62,6 +62,7 @@ from pydantic import Field, model_validator
 
 from suite.contracts import (
     STEP,
+    IOSpec,
     Method,
     Params,
     RecurrentModel,
@@ -170,11 +171,20 @@ class SMT(Method):
                "teacher's predictive-state memories (time-parallel), optional DMT on-policy fine-tuning")
     Params = SMTParams
     requires = frozenset({STEP})
+    search_space = {"d_mem": {"choice": [16, 32, 64]}, "w_dyn": {"loguniform": [0.01, 1.0]},
+                    "restart_prob": {"uniform": [0.0, 0.3]}}
+
+    @classmethod
+    def not_applicable(cls, input: IOSpec, output: IOSpec) -> str | None:
+        if not (input.is_tokens and output.is_tokens and input.size == output.size):
+            return "smt needs next-token prediction on tokens (input and output vocabularies equal)"
+        return None
 
     def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
         p = self.params
-        if not (data.input.is_tokens and data.output.is_tokens and data.input.size == data.output.size):
-            raise ValueError("smt needs next-token prediction on tokens (input and output vocabularies equal)")
+        reason = self.not_applicable(data.input, data.output)
+        if reason:
+            raise ValueError(reason)
         s = token_rows(data.train)
         device, dtype = model_device_dtype(model)
         s = s.to(device)

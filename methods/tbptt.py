@@ -55,6 +55,8 @@ class TBPTT(Method):
     name = "tbptt"
     summary = "truncated BPTT over windows (stateless or stateful) with a burn-in m left out of the loss"
     Params = TBPTTParams
+    search_space = {"window": {"choice": [16, 32, 64, 128]}, "burn_in": {"uniform": [0.0, 0.5]},
+                    "batch_size": {"choice": [16, 32, 64]}}
 
     # --- the window plan (used by train and probe_gradient alike) ---------------------------------
     def windows(self, seq: SequenceData) -> tuple[StatelessWindows, int]:

@@ -14,7 +14,7 @@ The Python API (:mod:`suite.api`) is importable from here without loading torch 
 
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 SCHEMA_VERSION = 2
 
 _API = ("run", "load_results", "leaderboard", "prepare", "UsageError")

@@ -134,7 +134,8 @@ def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin
                   data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=f"benchmark data directory (default ${DATA_ENV})"),
                   full: bool = typer.Option(False, "--full", help="every split, and evaluation of large validation splits"),
                   show_all: bool = typer.Option(False, "--all", help="print passed checks too"),
-                  as_json: bool = typer.Option(False, "--json", help="machine-readable findings")) -> None:
+                  as_json: bool = typer.Option(False, "--json", help="machine-readable findings"),
+                  ruleset: Optional[str] = typer.Option(None, "--ruleset", help="tuned: a method must declare a search space (suites' tuned ruleset)")) -> None:
     """Check plugins against their contracts (tasks: splits, metrics; models: step under torch.func equals
     forward, capabilities truthful; methods: a 2-step trial that stops on budget and reports). Without names:
     the plugins of the --plugins folders, or every built-in plugin when no folder is given. Exit status 1
@@ -153,7 +154,10 @@ def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin
             raise _fail(f"no plugins found in {', '.join(plugins)}: a plugin is a .py file defining a Task, "
                         "RecurrentModel or Method subclass with a `name` (files starting with _ or test_ are skipped)")
     kinds = tuple(k.value for k in kind) or KINDS
-    found = check_registry(registry, kinds, data_dir, quick=not full, only=wanted, plugin_dirs=plugins or None)
+    if ruleset not in (None, "defaults", "tuned"):
+        raise _fail(f"--ruleset must be defaults or tuned, not {ruleset!r}")
+    found = check_registry(registry, kinds, data_dir, quick=not full, only=wanted, plugin_dirs=plugins or None,
+                           ruleset=ruleset)
     failed = failures(found)
     if as_json:
         out.print_json(json.dumps([f.__dict__ for f in found], default=str))
@@ -475,6 +479,15 @@ def report(results: str = typer.Argument("results", help="results directory or U
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page[0])
     out.print(f"report: {output} ({output.stat().st_size // 1024} KiB)")
+
+
+def _register_suite_commands() -> None:
+    from suite.suites.cli import suite_app
+
+    app.add_typer(suite_app, name="suite")
+
+
+_register_suite_commands()
 
 
 def main() -> None:  # pragma: no cover

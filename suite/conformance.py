@@ -853,9 +853,10 @@ def _check_method(f: _Findings, cls: type[Method], registry: Any, plugin_dirs: I
 
 def check_registry(registry: Any = None, kinds: Iterable[str] = KINDS, data_dir: str | Path | None = None,
                    quick: bool = False, only: Iterable[str] | None = None,
-                   plugin_dirs: Iterable[str | Path] | None = None) -> list[Finding]:
+                   plugin_dirs: Iterable[str | Path] | None = None, ruleset: str | None = None) -> list[Finding]:
     """All checks for every plugin of ``kinds`` in ``registry`` (default: the built-in one), plus a failing
-    ``loads`` finding per plugin file that failed to import. ``only``: plugin names to check (all if None)."""
+    ``loads`` finding per plugin file that failed to import. ``only``: plugin names to check (all if None);
+    ``ruleset="tuned"``: a method without a search space fails (see :func:`check_search_space`)."""
     registry = registry or load_registry()
     kinds = tuple(kinds)
     wanted = None if only is None else set(only)
@@ -875,7 +876,46 @@ def check_registry(registry: Any = None, kinds: Iterable[str] = KINDS, data_dir:
                 out += check_model(cls)
             elif kind == "methods":
                 out += check_method(cls, registry, plugin_dirs=plugin_dirs, data_dir=data_dir)
+                out += check_search_space(cls, ruleset)
     return out
+
+
+def check_search_space(cls: type[Method], ruleset: str | None = None) -> list[Finding]:
+    """The method's declared ``search_space`` (the suites' ``tuned`` ruleset draws from it): every key a
+    parameter, every value a space in manifest syntax, and quasi-random draws that validate. A method that
+    declares none is skipped, or fails when ``ruleset == "tuned"`` (it cannot enter that ruleset)."""
+    from suite.manifest import check_space
+    from suite.suites.compile import quasi_random_configs
+
+    f = _Findings("methods", getattr(cls, "name", cls.__name__))
+    space = getattr(cls, "search_space", None)
+    if space is None:
+        message = ("declares no search_space, so it cannot enter a suite's tuned ruleset (add `search_space = "
+                   "{param: {uniform: [lo, hi]}, ...}` to the class)")
+        if ruleset == "tuned":
+            f.fail("search_space", message)
+        else:
+            f.skip("search_space", message)
+        return f.items
+    if not isinstance(space, dict):
+        f.fail("search_space", f"must be a dict of parameter -> space, not {type(space).__name__}")
+        return f.items
+    problems = [f"{k}: not a parameter of {cls.Params.__name__}" for k in space if k not in cls.Params.model_fields]
+    for k, v in space.items():
+        ok_shape = isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("choice", "uniform", "loguniform", "randint")
+        why = check_space(v) if ok_shape else "a space is one of {choice: [...]}, {uniform|loguniform|randint: [lo, hi]}"
+        if why:
+            problems.append(f"{k}: {why}")
+    if not problems:
+        base = dict(getattr(cls, "check_params", None) or {})
+        for cfg in quasi_random_configs(space, 8, 0):
+            try:
+                cls.Params.model_validate({**base, **cfg})
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"the draw {cfg} does not validate: {_exc_text(exc)}")
+                break
+    f.check("search_space", problems, f"{len(space)} parameters: {', '.join(sorted(space)) or '(only the optimizer)'}")
+    return f.items
 
 
 def failures(findings: Iterable[Finding]) -> list[Finding]:

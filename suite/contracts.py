@@ -258,9 +258,19 @@ class Method(ABC):
     summary: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = NoParams
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: the workload-agnostic search space of the suites' ``tuned`` ruleset: parameter -> space in manifest syntax
+    #: (``{uniform: [a, b]}``, ``{loguniform: [a, b]}``, ``{randint: [a, b]}``, ``{choice: [...]}``); None: the
+    #: method declares none and cannot enter the ``tuned`` ruleset (``rnnbench check`` says so)
+    search_space: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, params: Params) -> None:
         self.params = params
+
+    @classmethod
+    def not_applicable(cls, input: IOSpec, output: IOSpec) -> str | None:
+        """Why this method cannot train on a task with these inputs/outputs (shown as "not applicable"), or None.
+        Model capabilities are checked separately against ``requires``."""
+        return None
 
     @abstractmethod
     def train(self, model: RecurrentModel, data: TrainData, ctx: Trainer) -> None:
