@@ -20,7 +20,8 @@ A suite file (``suites/v1-cpu.yaml``) holds::
         selection: {metric: rmse}
         target: 0.5          # validation value of the selection metric (time-to-target)
 
-A workload's hash is the SHA-256 of its canonical JSON definition (everything above under the workload);
+A workload's hash is the SHA-256 of its canonical JSON definition (everything above under the workload but its
+description and target, which the trials do not depend on);
 its first 8 hex digits are part of the experiment names its rows are stored under, so rows of a changed
 workload can never be mixed with the new ones.
 """
@@ -72,8 +73,9 @@ class Workload(Strict):
         return self
 
     def definition(self) -> dict[str, Any]:
-        """The canonical definition the hash is taken of (description excluded: prose may change)."""
-        return self.model_dump(mode="json", exclude={"description"})
+        """The canonical definition the hash is taken of: everything the trials depend on (the description and
+        the target, which only scoring reads, are left out, so re-wording or re-targeting keeps the rows)."""
+        return self.model_dump(mode="json", exclude={"description", "target"})
 
     @property
     def hash(self) -> str:

@@ -75,8 +75,8 @@ def test_workload_hash_ties_rows_to_the_definition(tmp_path):
     w = suite.workloads[0]
     changed, _ = load_suite(_variant(tmp_path, lambda d: d["workloads"][0]["budget"].update(steps=13)))
     assert changed.workloads[0].hash != w.hash and changed.workloads[1].hash == suite.workloads[1].hash
-    described, _ = load_suite(_variant(tmp_path, lambda d: d["workloads"][0].update(description="other prose")))
-    assert described.workloads[0].hash == w.hash  # prose is not part of the definition
+    described, _ = load_suite(_variant(tmp_path, lambda d: d["workloads"][0].update(description="other", target=0.1)))
+    assert described.workloads[0].hash == w.hash  # prose and target are not part of what the trials depend on
     exp = suite.experiment(w, "tuned")
     assert exp == experiment_name("toy", w.name, "tuned", w.hash) and parse_experiment(exp) == ("toy", w.name, "tuned", w.hash[:8])
     assert parse_experiment("quickstart") is None and parse_experiment("a.b.nightly.12345678") is None
