@@ -21,6 +21,12 @@ Guarantees:
   parts it replaces in its Parquet metadata, so a crash between writing it and deleting them loses nothing
   and duplicates nothing: readers skip replaced parts.
 
+* **Upgrades.** Only the identity columns (:data:`IDENTITY_COLUMNS`) are required of a part; any other column a
+  part lacks reads as null of its declared type, so adding a field to the record keeps every store readable.
+  A part written by a newer rnnbench (a higher schema version; each part names its writer) is read when its
+  identity columns are there and refused, naming that release, otherwise. The fixture stores of every shipped
+  schema live in ``tests/fixtures/stores``.
+
 Readers go through ``pyarrow.dataset`` and duckdb, never a per-file loop. Plain ``pandas.read_parquet``,
 ``pyarrow.parquet.read_table``, duckdb and polars read ``RESULTS/trials`` and ``RESULTS/curves`` directly
 (rows of reruns appear until the next compaction; :meth:`ResultsStore.trials` never shows them).
@@ -62,6 +68,14 @@ __all__ = ["ResultsStore", "STATUSES", "StoreError", "TABLES", "open_filesystem"
 TABLES = ("trials", "curves")
 _REPLACES_KEY = b"rnnbench.replaces"  # Parquet key-value metadata of a compacted file: the parts it replaces
 _VERSION_KEY = b"rnnbench.schema_version"
+_WRITER_KEY = b"rnnbench.version"  # the rnnbench release that wrote a part (named when a part cannot be read)
+#: the columns a stored part must have (with their stored types); any other column a part lacks reads as null
+#: of its declared type, so adding a field to TrialRecord keeps every existing store readable
+IDENTITY_COLUMNS = {
+    "trials": ("experiment", "trial_key", "config_id", "task", "model", "method", "seed", "status", "run_id",
+               "written_at", "schema_version"),
+    "curves": ("experiment", "trial_key", "run_id", "split", "metric", "value", "schema_version"),
+}
 
 
 class StoreError(ValueError):
@@ -151,8 +165,11 @@ class ResultsStore:
         name = f"{prefix}-{_stamp()}.parquet"
         final = f"{folder}/{name}"
         self.fs.create_dir(folder, recursive=True)
+        from suite import __version__
+
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **(metadata or {}),
-                                               _VERSION_KEY: str(SCHEMA_VERSION).encode()})
+                                               _VERSION_KEY: str(SCHEMA_VERSION).encode(),
+                                               _WRITER_KEY: __version__.encode()})
         target = f"{folder}/.{name}.tmp" if self.local else final
         try:
             pq.write_table(table, target, filesystem=self.fs, compression="zstd", row_group_size=_ROW_GROUP)
@@ -205,7 +222,7 @@ class ResultsStore:
             if p.legacy:
                 continue
             try:
-                schema = _checked_schema(self.fs, p.path, _SCHEMAS[table])
+                schema = _checked_schema(self.fs, p.path, _SCHEMAS[table], IDENTITY_COLUMNS[table])
             except FileNotFoundError:
                 continue  # deleted meanwhile (a compaction finished)
             except _BadPart as exc:
@@ -272,7 +289,9 @@ class ResultsStore:
         else:
             con.execute(f"CREATE TEMP VIEW trials AS SELECT * FROM {raw_t}")
         if dedupe_t or dedupe_c:
-            con.execute(f"CREATE TEMP VIEW curves AS SELECT c.* FROM {raw_c} c SEMI JOIN trials t "
+            # DISTINCT: a flush that failed after its curves part was written leaves the same points twice
+            # (they are written again with the trial row); one value per point, compaction drops the rest
+            con.execute(f"CREATE TEMP VIEW curves AS SELECT DISTINCT c.* FROM {raw_c} c SEMI JOIN trials t "
                         "ON c.trial_key = t.trial_key AND c.run_id = t.run_id")
         else:
             con.execute(f"CREATE TEMP VIEW curves AS SELECT * FROM {raw_c}")
@@ -362,9 +381,12 @@ class _BadPart(Exception):
     pass
 
 
-def _checked_schema(fs: pafs.FileSystem, path: str, core: pa.Schema) -> pa.Schema:
-    """The schema of a part, after checking that it is a Parquet file of this schema version whose core
-    columns have their stored types; FileNotFoundError if it vanished, _BadPart saying what is wrong."""
+def _checked_schema(fs: pafs.FileSystem, path: str, core: pa.Schema, identity: Iterable[str] = ()) -> pa.Schema:
+    """The schema of a part, after checking that it can be read: a Parquet file whose identity columns are
+    there with their stored types (any other core column it lacks reads as null; one of another type is read
+    through the unified schema). A part written by a newer rnnbench (a higher schema version) is read when its
+    identity columns check out, and refused naming the release that wrote it otherwise. FileNotFoundError if
+    the part vanished, _BadPart saying what is wrong."""
     try:
         meta = pq.read_metadata(path, filesystem=fs)
     except FileNotFoundError:
@@ -372,21 +394,25 @@ def _checked_schema(fs: pafs.FileSystem, path: str, core: pa.Schema) -> pa.Schem
     except (OSError, pa.ArrowException) as exc:
         raise _BadPart(f"not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     schema = meta.schema.to_arrow_schema()
-    version = (meta.metadata or {}).get(_VERSION_KEY)
-    if version is not None and version != str(SCHEMA_VERSION).encode():
-        raise _BadPart(f"written with results schema version {version.decode(errors='replace')}; this rnnbench "
-                       f"reads version {SCHEMA_VERSION} (and version-1 stores)")
-    for f in core:
-        i = schema.get_field_index(f.name)
+    kv = meta.metadata or {}
+    raw_version = kv.get(_VERSION_KEY)
+    try:
+        version = int(raw_version) if raw_version is not None else SCHEMA_VERSION
+    except ValueError:
+        raise _BadPart(f"has an unreadable results schema version {raw_version!r}") from None
+    writer = kv.get(_WRITER_KEY, b"").decode(errors="replace")
+    newer = f" (written by rnnbench {writer or 'of a newer release'} with results schema version {version}; this " \
+            f"rnnbench reads up to version {SCHEMA_VERSION}: upgrade rnnbench to read it)" if version > SCHEMA_VERSION else ""
+    if version < 2:
+        raise _BadPart(f"written with results schema version {version}; this rnnbench reads version-1 stores only "
+                       "in their own layout (experiment=NAME/KEY.parquet)")
+    for name in identity:
+        i, j = schema.get_field_index(name), core.get_field_index(name)
         if i < 0:
-            raise _BadPart(f"lacks the column {f.name!r}: not an rnnbench results part")
-        if schema.field(i).type != f.type:
-            raise _BadPart(f"column {f.name!r} has type {schema.field(i).type}, expected {f.type}")
-    column = schema.get_field_index("schema_version")
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(column).statistics
-        if stats is not None and stats.has_min_max and not (stats.min == stats.max == SCHEMA_VERSION):
-            raise _BadPart(f"holds rows of schema_version {stats.min}..{stats.max}; this rnnbench reads {SCHEMA_VERSION}")
+            raise _BadPart(f"lacks the identity column {name!r}: not an rnnbench results part{newer}")
+        if j >= 0 and schema.field(i).type != core.field(j).type:
+            raise _BadPart(f"identity column {name!r} has type {schema.field(i).type}, expected "
+                           f"{core.field(j).type}{newer}")
     return _null_typed_empty_columns(schema, meta, core)
 
 
