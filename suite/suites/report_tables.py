@@ -29,9 +29,9 @@ def score_table(table: pd.DataFrame) -> pd.DataFrame:
             "mean rank ↓": _fmt(r["mean_rank"], 3),
             "profile area ↑": _fmt(r["profile_area"], 3),
             "IQM ↓ [95% CI]": "—" if math.isnan(r["iqm"]) else f"{_fmt(r['iqm'], 3)} [{_fmt(r['iqm_low'], 3)}, {_fmt(r['iqm_high'], 3)}]",
-            "workloads ranked/applicable": f"{r['ranked']}/{r['workloads']}",
-            "target reached (runs)": f"{r['ttt_reached']}/{r['ttt_runs']}",
-            "median updates to target": _fmt(r["ttt_median_steps"], 4),
+            "ranked/applicable": f"{r['ranked']}/{r['workloads']}",
+            "target reached": f"{r['ttt_reached']}/{r['ttt_runs']}",
+            "updates to target": _fmt(r["ttt_median_steps"], 4),
         })
     return pd.DataFrame(rows)
 
