@@ -481,6 +481,38 @@ def report(results: str = typer.Argument("results", help="results directory or U
     out.print(f"report: {output} ({output.stat().st_size // 1024} KiB)")
 
 
+@app.command("readme")
+def readme(file: Path = typer.Argument(Path("README.md"), help="the Markdown file with generated blocks"),
+           check: bool = typer.Option(False, "--check", help="change nothing; exit 1 if a block is out of date")) -> None:
+    """Regenerate the blocks between `<!-- generated: rnnbench ... -->` and `<!-- end generated -->` from
+    their commands (the README's reference and reproduction numbers)."""
+    from typer.testing import CliRunner
+
+    from suite.readme_blocks import BlockError, regenerate
+
+    if not file.is_file():
+        raise _fail(f"{file}: no such file")
+    text = file.read_text()
+
+    def run(argv: list[str]) -> str:
+        result = CliRunner(env={"COLUMNS": "200"}).invoke(app, argv)
+        if result.exit_code != 0:
+            raise BlockError(f"`rnnbench {' '.join(argv)}` failed (exit {result.exit_code}): {result.output[-500:]}")
+        return result.stdout
+
+    try:
+        new = regenerate(text, run)
+    except BlockError as exc:
+        raise _fail(str(exc)) from None
+    if check:
+        if new != text:
+            raise _fail(f"{file} has generated blocks that are out of date: run `rnnbench readme {file}`", code=1)
+        out.print(f"{file}: generated blocks are up to date")
+        return
+    file.write_text(new)
+    out.print(f"{file}: {'updated' if new != text else 'already up to date'}")
+
+
 def _register_suite_commands() -> None:
     from suite.suites.cli import suite_app
 

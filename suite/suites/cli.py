@@ -285,3 +285,37 @@ def report_cmd(results: str = typer.Argument(..., help="results of `rnnbench sui
         raise _fail(str(exc)) from None
     pages = write_site(result, curves, suite, output, sources)
     out.print(f"site: {pages[0]} and {len(pages) - 1} workload pages")
+
+
+@suite_app.command("cost")
+def cost_cmd(results: str = typer.Argument(..., help="results of `rnnbench suite run` (e.g. reference/v1-cpu)"),
+             suite_name: str = typer.Option("v1-cpu", "--suite", help="suite name or file"),
+             fmt: ScoreFormat = typer.Option(ScoreFormat.table, "--format", help="table, md or json"),
+             plugins: list[str] = PluginsOpt) -> None:
+    """What a run cost: trials, failures and wall time per ruleset, workload and entry (sums over trials,
+    i.e. core-seconds with one core per trial), and the totals."""
+    suite, registry, _ = _load(suite_name, plugins, ("defaults",))
+    from suite.results import StoreError
+    from suite.suites.report_tables import cost_table, to_markdown
+    from suite.suites.score import label_rows, reference_labels
+
+    try:
+        trials, _, refused = collect([results], suite, registry)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    for line in refused:
+        err.print(f"[yellow]refused:[/] {escape(line)}", soft_wrap=True)
+    if trials.empty:
+        raise _fail(f"no rows of suite {suite.suite} in {results}")
+    frame = cost_table(label_rows(trials, reference_labels(suite, registry)), [w.name for w in suite.workloads])
+    if fmt == ScoreFormat.json:
+        sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
+    elif fmt == ScoreFormat.md:
+        sys.stdout.write(to_markdown(frame) + "\n")
+    else:
+        t = Table(title=f"{suite.suite}: cost of {results}")
+        for c in frame.columns:
+            t.add_column(c, overflow="fold")
+        for _, r in frame.iterrows():
+            t.add_row(*(escape(str(v)) for v in r))
+        out.print(t)

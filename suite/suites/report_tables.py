@@ -41,7 +41,9 @@ def board_table(board: pd.DataFrame, not_applicable: dict[tuple[str, str], str],
     rows = []
     for _, r in board.iterrows():
         ranked = not pd.isna(r["rank"])
-        rank = "failed" if not ranked else f"{int(r['rank'])}" + (" ≈" if bool(r["tied_with_best"]) and r["rank"] != 1 else "")
+        tied = r["tied_with_best"]
+        tied = False if pd.isna(tied) else bool(tied)
+        rank = "failed" if not ranked else f"{int(r['rank'])}" + (" ≈" if tied and r["rank"] != 1 else "")
         if r["n_ok"] == 0:
             value, ci = "—", "—"
         else:
@@ -50,7 +52,7 @@ def board_table(board: pd.DataFrame, not_applicable: dict[tuple[str, str], str],
                   "—" if math.isnan(r["ci95_low"]) else f"[{_fmt(r['ci95_low'])}, {_fmt(r['ci95_high'])}]")
         arrow = "↓" if r["direction"] == "min" else "↑"
         rows.append({"rank": rank, "entry": r["method"], "metric": f"{r['metric']} {arrow}", "test mean ± std": value,
-                     "95% CI": ci, "p vs best": "best" if ranked and r["rank"] == 1 else _fmt(r["p_vs_best"], 2),
+                     "95% CI": ci, "p vs best": "best" if ranked and r["rank"] == 1 else ("—" if pd.isna(r["p_vs_best"]) else _fmt(float(r["p_vs_best"]), 2)),
                      "seeds ok": f"{r['n_ok']}/{r['n_seeds']}", "configs": str(r["configs_tried"]),
                      "wall s": _fmt(r["wall_time_s"], 3)})
     for (w, label), why in sorted(not_applicable.items()):
@@ -65,3 +67,25 @@ def to_markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def cost_table(rows: pd.DataFrame, workload_order: list[str]) -> pd.DataFrame:
+    """Trials, failures and summed wall time per (ruleset, workload, label), per workload, per label, in all."""
+    r = rows.assign(wall=rows["wall_time_s"].astype(float).fillna(0.0), failed=rows["status"] != "ok")
+    order = {w: i for i, w in enumerate(workload_order)}
+    out = []
+
+    def add(ruleset: str, workload: str, label: str, g: pd.DataFrame) -> None:
+        out.append({"ruleset": ruleset, "workload": workload, "entry": label, "trials": len(g),
+                    "not ok": int(g["failed"].sum()), "wall time (min)": f"{g['wall'].sum() / 60:.1f}",
+                    "per trial (s)": f"{g['wall'].mean():.0f}", "longest (s)": f"{g['wall'].max():.0f}"})
+
+    for ruleset, rg in r.groupby("ruleset", sort=True):
+        for workload, wg in sorted(rg.groupby("workload"), key=lambda kv: order.get(kv[0], 1 << 30)):
+            for label, lg in wg.groupby("label"):
+                add(ruleset, workload, label, lg)
+            add(ruleset, workload, "(all)", wg)
+        for label, lg in rg.groupby("label"):
+            add(ruleset, "(all)", label, lg)
+        add(ruleset, "(all)", "(all)", rg)
+    return pd.DataFrame(out)

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from suite.cli import app
 from suite.ranking import leaderboard
 from suite.registry import load_registry
+from suite.results import ResultsStore
 from suite.suites.score import TAUS, admit, score
 from suite.suites.spec import load_suite
-from suite.results import ResultsStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TOY = FIXTURES / "suites" / "toy.yaml"
