@@ -90,7 +90,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[16, 200])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run for CI (2 trials, one repeat)")
     args = ap.parse_args()
+    if args.smoke:
+        args.sizes, args.repeat = [2], 1
     import ray
 
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,

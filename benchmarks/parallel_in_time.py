@@ -331,7 +331,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: 1 on CPU, like a trial with resources.cpu = 1)")
     p.add_argument("--skip-scan-check", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="seconds-long run for CI (T = 100, one repeat, no scan check)")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.lengths, args.repeat, args.batch, args.skip_scan_check = "100", 1, 2, True
     device = torch.device(args.device)
     if args.threads or device.type == "cpu":
         torch.set_num_threads(args.threads or 1)

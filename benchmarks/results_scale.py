@@ -89,7 +89,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10**3, 10**4, 10**5, 10**6])
     ap.add_argument("--batch", type=int, default=50_000, help="rows per written part (a driver flush)")
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run for CI (10^3 rows)")
     args = ap.parse_args()
+    if args.smoke:
+        args.sizes = [1000]
     print(f"{'rows':>8} {'parts':>5} {'write s':>8} {'compact s':>9} {'MiB':>7} {'leaderboard s':>13} "
           f"{'trials() s':>10} {'duckdb ref s':>12} {'lb / ref':>8}")
     for n in args.sizes:

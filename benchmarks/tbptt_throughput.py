@@ -16,6 +16,7 @@ import time
 import torch
 from torch import nn
 
+from suite.budget import Budget, EvalEvery
 from suite.context import Selection, TrainContext
 from suite.contracts import IOSpec, SequenceData, TrainData
 from suite.registry import load_registry
@@ -34,7 +35,7 @@ def suite_tbptt(x, y, args) -> float:
     method_cls = reg.get("methods", "tbptt")
     method = method_cls(method_cls.Params(window=args.window, stride=1, batch_size=args.batch, burn_in=args.burn_in))
     ctx = TrainContext(task=_NoEvalTask(), model=model, optimizer_spec={"name": "adam", "lr": 1e-4},
-                       budget={"steps": args.steps}, eval_every={"steps": 10**9},
+                       budget=Budget.from_dict({"steps": args.steps}), eval_every=EvalEvery.from_dict({"steps": 10**9}),
                        selection=Selection("rmse", "min", {"val": 1.0}), reporter=lambda r: None,
                        device=torch.device("cpu"), dtype=torch.float32, seed=0)
     data = TrainData("bench", SequenceData(x, y), IOSpec("real", 1), IOSpec("real", 1))
@@ -75,7 +76,10 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=6667)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="seconds-long run for CI (5 updates, one repeat)")
     args = ap.parse_args()
+    if args.smoke:
+        args.steps, args.repeats, args.length = 5, 1, 600
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, args.length, 1, generator=g)
