@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from suite.manifest_yaml import (
     ManifestError,
@@ -73,13 +73,28 @@ class _OneOf(Strict):
         return self
 
 
+MAX_BUDGET = {"epochs": 10**6, "steps": 10**9, "time_s": 30 * 86400}
+_BUDGET_WHY = {"epochs": "a million passes over the data", "steps": "a billion updates, weeks of GPU time at 1 ms each",
+               "time_s": "30 days of training per trial"}
+
+
+def _bounded(name: str) -> AfterValidator:
+    """A budget above its bound is a typo, not a plan (and would overflow counters and ETAs): say so."""
+    def check(v: Any) -> Any:
+        if v is not None and v > MAX_BUDGET[name]:
+            raise ValueError(f"{v:g} is above the largest {name} budget, {MAX_BUDGET[name]:g} ({_BUDGET_WHY[name]}); "
+                             "a larger value is almost certainly a typo")
+        return v
+    return AfterValidator(check)
+
+
 class BudgetSpec(_OneOf):
     """Training budget per trial: exactly one of epochs, optimizer steps, or seconds of training
-    (validated here; the trial runs with :class:`suite.budget.Budget`)."""
+    (validated here, bounded by :data:`MAX_BUDGET`; the trial runs with :class:`suite.budget.Budget`)."""
 
-    epochs: Count | None = None
-    steps: Count | None = None
-    time_s: Seconds | None = None
+    epochs: Annotated[Count | None, _bounded("epochs")] = None
+    steps: Annotated[Count | None, _bounded("steps")] = None
+    time_s: Annotated[Seconds | None, _bounded("time_s")] = None
 
 
 class EvalEverySpec(_OneOf):
