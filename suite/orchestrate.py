@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from suite import plugin_shipping
 from suite.lock import ExperimentLock, LockedError
 from suite.manifest import Manifest
 from suite.record import FAILED_STATUSES, flat_types_of
@@ -242,8 +243,13 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
         w = manifest.wandb
         wandb = WandbSettings(mode=mode, dir=str(Path(local_base or ".rnnbench").resolve() / "wandb"),
                               project=w.project, entity=w.entity, group=w.group or manifest.name, tags=tuple(w.tags))
+    try:
+        packs = plugin_shipping.pack([str(Path(p).resolve()) for p in (plugin_dirs or [])])
+    except (plugin_shipping.PluginShippingError, OSError) as exc:
+        raise SweepError(str(exc)) from None
     runtime = {"data_dir": str(Path(data_dir).resolve()) if data_dir else None,
                "plugin_dirs": [str(Path(p).resolve()) for p in (plugin_dirs or [])],
+               "plugin_packs": packs,  # the folders themselves, for nodes that do not have the driver's paths
                "wandb": wandb.to_dict() if wandb else None,
                "log_dir": str(Path(local_base) / "logs" / manifest.name) if local_base else None,
                "checkpoint_dir": str(Path(local_base) / "checkpoints" / manifest.name) if local_base else None,

@@ -29,6 +29,7 @@ from suite.budget import Budget, EvalEvery, Selection
 from suite.context import Reporter, TrainContext, TrialStop
 from suite.contracts import Task
 from suite.envinfo import PeakMemory, environment
+from suite.plugin_shipping import plugin_dirs_of
 from suite.record import ERROR_MESSAGE_LIMIT, TrialRecord
 from suite.registry import load_registry
 from suite.sweep import TrialSpec
@@ -53,7 +54,7 @@ def _cached_task(name: str, params_json: str, data_dir: str | None, plugin_dirs:
 def build_task(spec: TrialSpec, runtime: dict[str, Any]) -> Task:
     """The task of ``spec``, cached per process (and so per node, with reused workers)."""
     return _cached_task(spec.task, json.dumps(spec.task_params, sort_keys=True), runtime.get("data_dir"),
-                        tuple(runtime.get("plugin_dirs", ())))
+                        plugin_dirs_of(runtime))
 
 
 def _device(resources: dict[str, Any]) -> torch.device:
@@ -152,7 +153,7 @@ class _Trial:
     def _train(self, device: torch.device, dtype: torch.dtype) -> None:
         spec, runtime, record = self.spec, self.runtime, self.record
         seed_everything(spec.seed)
-        registry = load_registry(tuple(runtime.get("plugin_dirs", ())))
+        registry = load_registry(plugin_dirs_of(runtime))
         task = build_task(spec, runtime)
         model_cls = registry.get("models", spec.model)
         method_cls = registry.get("methods", spec.method)
