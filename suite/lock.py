@@ -4,16 +4,24 @@
 atomically (exclusive create on a local filesystem; create-then-verify on object stores) and removed when
 the sweep ends, however it ends. A lock left by a driver that was killed is *stale*: on the same host a
 dead pid is detected and the lock taken over; a lock from another host needs ``--force-unlock``.
+
+Taking a lock over is read, judge, delete, create: two drivers doing it at once could both succeed (the second
+deleter removes the first one's new lock). On a local filesystem the whole sequence therefore runs under an
+exclusive ``flock`` of ``RESULTS/locks/<experiment>.lock.guard`` (a file that is never deleted), so takeovers
+are serialised and the second driver finds the first one's live lock. Object stores have no such primitive
+here; there the lock is written and read back (a race of two takeovers within one round trip remains).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Iterator
 
 import psutil
 
@@ -52,8 +60,31 @@ class ExperimentLock:
         except psutil.Error:
             return True
 
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Serialise acquisitions of this experiment's lock on a local filesystem (see the module docstring)."""
+        if not self.store.local:
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        self.store.fs.create_dir(self.store.path("locks"), recursive=True)
+        with open(self.path + ".guard", "a+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
     def acquire(self, force: bool = False) -> str | None:
         """Take the lock; returns a note when a stale lock was taken over, raises LockedError when held."""
+        with self._guard():
+            return self._acquire(force)
+
+    def _acquire(self, force: bool) -> str | None:
         self.token = uuid.uuid4().hex
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(), "token": self.token}
         note = None
