@@ -142,6 +142,8 @@ class Resources(Strict):
     gpu: Annotated[float, BeforeValidator(_number), Field(ge=0, le=64, allow_inf_nan=False)] = 0.0
     time_limit_s: Seconds | None = None  #: a trial running longer ends as `timeout`
     retries: Annotated[int, BeforeValidator(_integer), Field(ge=0, le=100)] = 1  #: restarts after a lost worker
+    #: each trial's captured output is cut to its first and last half of this many MiB (a line says what was dropped)
+    log_limit_mib: Annotated[float, BeforeValidator(_number), Field(gt=0, le=10_000, allow_inf_nan=False)] = 16.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
 

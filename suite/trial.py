@@ -85,7 +85,8 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
     output is captured, ``<log_dir>/<trial_key>.log``) and ``log_root`` (what ``log_path`` is relative to)."""
     log_dir = runtime.get("log_dir")
     log_file = Path(log_dir) / f"{spec.key}.log" if log_dir else None
-    with capture_output(log_file) as captured:
+    limit = spec.resources.get("log_limit_mib")
+    with capture_output(log_file, int(limit * 2**20) if limit else None) as captured:
         trial = _Trial(spec, runtime, reporter)
         if captured is not None:
             root = runtime.get("log_root")

@@ -94,9 +94,10 @@ def supervise(run: Callable[[], Any], give_up: Callable[[str], Any], limit_s: fl
 
 
 @contextlib.contextmanager
-def capture_output(path: str | Path | None) -> Iterator[Path | None]:
+def capture_output(path: str | Path | None, limit_bytes: int | None = None) -> Iterator[Path | None]:
     """Send fds 1 and 2 of this process to ``path`` (appending) for the duration; no-op without a path
-    or when the folder cannot be written."""
+    or when the folder cannot be written. With ``limit_bytes``, a longer log is cut afterwards to its first
+    and last ``limit_bytes / 2`` bytes around a line saying how much was dropped (:func:`cap_log`)."""
     if path is None:
         yield None
         return
@@ -127,3 +128,31 @@ def capture_output(path: str | Path | None) -> Iterator[Path | None]:
         os.dup2(saved[1], 2)
         for f in (*saved, fd):
             os.close(f)
+        if limit_bytes:
+            cap_log(target, limit_bytes)
+
+
+def cap_log(path: Path, limit_bytes: int) -> int:
+    """Keep the head and the tail of a log longer than ``limit_bytes`` (half each) with a line saying how
+    many bytes were dropped between them; returns the bytes dropped (0: the log was short enough)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    if size <= limit_bytes:
+        return 0
+    half = max(limit_bytes // 2, 1)
+    dropped = size - 2 * half
+    tmp = path.with_name(path.name + ".capping")
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(src.read(half))
+            dst.write(f"\n[rnnbench: {dropped} bytes of this trial's output dropped here; the log keeps its first and "
+                      f"last {half} bytes (resources.log_limit_mib)]\n".encode())
+            src.seek(size - half)
+            dst.write(src.read(half))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return 0
+    return dropped

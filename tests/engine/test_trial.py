@@ -138,3 +138,21 @@ def test_best_val_checkpoint_evaluates_at_the_best_validation_point(write_manife
     assert best.metric("test") < final.metric("test") and best.metric("val") < final.metric("val")
     saved = torch.load(tmp_path / "ckpt" / f"{best_spec.key}.pt")
     assert saved["step"] == best.checkpoint_step
+
+
+def test_a_trial_log_is_capped_to_its_head_and_tail(tmp_path):
+    """A trial that prints far more than resources.log_limit_mib leaves a log of about that size: its first and
+    last halves around a line that says how much was dropped."""
+    import os
+
+    from suite.trial_guard import cap_log, capture_output
+
+    log = tmp_path / "t.log"
+    with capture_output(log, limit_bytes=4096):
+        os.write(1, b"HEAD" + b"x" * 100_000 + b"TAIL\n")
+    text = log.read_bytes()
+    assert len(text) < 4096 + 300 and text.startswith(b"HEAD") and text.endswith(b"TAIL\n")
+    assert b"bytes of this trial's output dropped here" in text
+    short = tmp_path / "s.log"
+    short.write_bytes(b"ok\n")
+    assert cap_log(short, 4096) == 0 and short.read_bytes() == b"ok\n"
