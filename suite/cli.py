@@ -92,6 +92,36 @@ def _plain(value: object) -> str:
     return escape(str(value))
 
 
+def records_json(frame) -> str:
+    """A DataFrame as JSON records with every float at full precision (pandas' to_json rounds to 10 digits);
+    NaN and infinities become null."""
+    import math
+
+    import pandas as pd
+
+    def clean(v):
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        try:
+            if pd.isna(v):
+                return None
+        except (TypeError, ValueError):
+            pass
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+            try:
+                return clean(v.item())
+            except (ValueError, AttributeError):
+                return str(v)
+        return v
+
+    rows = [{k: clean(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+    return json.dumps(rows, indent=2, default=str)
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
@@ -352,7 +382,7 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
     if fmt == Format.csv:
         sys.stdout.write(board.to_csv(index=False))
     elif fmt == Format.json:
-        sys.stdout.write(board.to_json(orient="records", indent=2) + "\n")
+        sys.stdout.write(records_json(board) + "\n")
     elif fmt == Format.md:
         sys.stdout.write(to_markdown(board) + "\n")
     else:
@@ -433,7 +463,7 @@ def show_curves(results: str = typer.Argument("results", help="results directory
     if fmt == Format.csv:
         sys.stdout.write(table.to_csv(index=False))
     elif fmt == Format.json:
-        sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
+        sys.stdout.write(records_json(table) + "\n")
     elif fmt == Format.md:
         lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
         sys.stdout.write("\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n")

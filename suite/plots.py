@@ -40,18 +40,22 @@ def _grid(panels: int) -> tuple[int, int]:
 
 
 def resample(run: pd.DataFrame, x: str, grid: np.ndarray) -> np.ndarray:
-    """A trial's curve on ``grid``: the last value reported at or before each point (NaN before the first)."""
+    """A trial's curve on ``grid``: the last value reported at or before each point; NaN before its first point
+    and after its last (a trial that stopped is not carried forward to where others still run)."""
     run = run.sort_values(x, kind="mergesort")
     xs, vs = run[x].to_numpy(dtype=float), run["value"].to_numpy(dtype=float)
+    if not len(xs):
+        return np.full(len(grid), np.nan)
     pos = np.searchsorted(xs, grid, side="right") - 1
-    return np.where(pos >= 0, vs[np.clip(pos, 0, None)], np.nan)
+    return np.where((pos >= 0) & (grid <= xs[-1]), vs[np.clip(pos, 0, None)], np.nan)
 
 
 def mean_band(long: pd.DataFrame, *, x: str = "step", facet: tuple[str, ...] = ("task",), label: str = "label",
               run: str = "trial_key", ylabel: str = "value", title: str = "", log_y: bool = False,
               points: int = 200):
     """Panels per ``facet`` value, a line per ``label``: the mean over its runs of each run's curve resampled
-    on a common grid, with the min-max range over runs as a band."""
+    on a common grid, with the min-max range over runs as a band. A run counts only where it has points: the
+    line is solid where all of the label's runs contribute and dotted where fewer do (the legend gives n)."""
     plt = _plt()
     facets = [k for k in facet if k in long.columns]
     groups = list(long.groupby(facets, sort=True)) if facets else [((), long)]
@@ -68,7 +72,11 @@ def mean_band(long: pd.DataFrame, *, x: str = "step", facet: tuple[str, ...] = (
                 mean = np.nanmean(curves[:, ok], axis=0)
                 lo, hi = np.nanmin(curves[:, ok], axis=0), np.nanmax(curves[:, ok], axis=0)
             n = len(curves)
-            ax.plot(grid[ok], mean, color=palette[name], lw=1.6, label=f"{name} (n={n})")
+            count = (~np.isnan(curves[:, ok])).sum(axis=0)
+            full = np.where(count == n, mean, np.nan)
+            ax.plot(grid[ok], full, color=palette[name], lw=1.6, label=f"{name} (n={n})")
+            if (count < n).any():  # fewer runs make these points: dotted, so a join of seeds is not read as a jump
+                ax.plot(grid[ok], mean, color=palette[name], lw=1.0, ls=":")
             if n > 1:
                 ax.fill_between(grid[ok], lo, hi, color=palette[name], alpha=0.18, lw=0)
         key = key if isinstance(key, tuple) else (key,)

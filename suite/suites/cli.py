@@ -309,7 +309,9 @@ def cost_cmd(results: str = typer.Argument(..., help="results of `rnnbench suite
         raise _fail(f"no rows of suite {suite.suite} in {results}")
     frame = cost_table(label_rows(trials, reference_labels(suite, registry)), [w.name for w in suite.workloads])
     if fmt == ScoreFormat.json:
-        sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
+        from suite.cli import records_json
+
+        sys.stdout.write(records_json(frame) + "\n")
     elif fmt == ScoreFormat.md:
         sys.stdout.write(to_markdown(frame) + "\n")
     else:

@@ -127,3 +127,15 @@ def test_report_renders_in_chromium(store, tmp_path):
     image = Image.open(shot).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 20)
     assert image.size == (1300, 3000) and colours is not None and len(colours) > 200  # text, tables and plots
+
+
+def test_curves_are_not_carried_past_a_trials_end():
+    import numpy as np
+    import pandas as pd
+
+    from suite.plots import resample
+
+    run = pd.DataFrame({"step": [50, 100, 150], "value": [3.0, 2.0, 1.0]})
+    grid = np.array([0, 50, 120, 150, 151, 600], dtype=float)
+    got = resample(run, "step", grid)
+    assert np.isnan(got[0]) and list(got[1:4]) == [3.0, 2.0, 1.0] and np.isnan(got[4]) and np.isnan(got[5])

@@ -40,3 +40,18 @@ def test_readme_numbers_are_generated_from_the_stored_results(monkeypatch):
     assert any("reference/v1-cpu" in cmd for cmd, _ in blocks(text))
     result = CliRunner().invoke(app, ["readme", "README.md", "--check"])
     assert result.exit_code == 0, result.output
+
+
+def test_leaderboard_json_keeps_full_precision():
+    import json
+
+    from suite.ranking import leaderboard
+    from suite.results import ResultsStore
+
+    ref = ROOT / "tests" / "fixtures" / "suite-reference"
+    result = CliRunner().invoke(app, ["leaderboard", str(ref), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["experiment"], r["method"]): r for r in json.loads(result.stdout)}
+    board = leaderboard(ResultsStore(ref))
+    for _, b in board.iterrows():
+        assert rows[(b["experiment"], b["method"])]["test_mean"] == b["test_mean"]  # exact, not 10 digits
