@@ -243,6 +243,28 @@ class Manifest(Strict):
         return v
 
 
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    """``unknown field``, with the closest known field of the section it is in."""
+    parent = tuple(p for p in loc[:-1] if not isinstance(p, int))
+    sections: dict[tuple[str, ...], type[BaseModel]] = {
+        (): Manifest, ("budget",): BudgetSpec, ("eval_every",): EvalEverySpec, ("optimizer",): Optimizer,
+        ("resources",): Resources, ("search",): Search, ("scheduler",): Scheduler, ("selection",): SelectionSpec,
+        ("evaluation",): Evaluation, ("diagnostics",): Diagnostics, ("wandb",): WandbSettings, ("tasks",): PluginRef,
+        ("models",): PluginRef, ("methods",): MethodRef, ("methods", "budget"): BudgetSpec}
+    model = sections.get(parent)
+    if model is None:
+        return "unknown field"
+    known = list(model.model_fields)
+    return f"unknown field{_did_you_mean(str(loc[-1]), known)}; known: {', '.join(known)}"
+
+
 def format_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -360,7 +382,8 @@ def _validate_plugin_params(schema: type[BaseModel], params: dict[str, Any], pat
                 sub = format_path(tuple(err["loc"]))
                 p = f"{path}.params.{sub}" if sub else f"{path}.params"
                 if err["type"] == "extra_forbidden":
-                    msg = f"unknown parameter; known: {', '.join(schema.model_fields) or '(none)'}"
+                    msg = (f"unknown parameter{_did_you_mean(str(err['loc'][-1]), list(schema.model_fields))}; known: "
+                           f"{', '.join(schema.model_fields) or '(none)'}")
                 else:
                     msg = f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
                 if (p, msg) not in seen:
@@ -497,7 +520,7 @@ def validate(data: dict[str, Any], registry: Registry, source: str = "<manifest>
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
-            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            msg = _unknown_field(loc) if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             if err["type"] not in ("extra_forbidden", "missing") and "input" in err and not isinstance(err["input"], dict):
                 msg += f" (got {err['input']!r})"
             problems.append(Problem(format_path(loc), msg, lookup_line(lines, loc)))
@@ -536,4 +559,20 @@ def load_manifest(path: str | Path, registry_for: Any, overrides: list[str] = ()
         data["plugins"] = [str((base / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
                            for p in plugins]
     folders = [p for p in (data.get("plugins") or []) if isinstance(p, str)] if isinstance(data.get("plugins"), list) else []
-    return validate(data, registry_for(folders), source, lines)
+    try:
+        return validate(data, registry_for(folders), source, lines)
+    except ManifestError as exc:
+        if not overrides:
+            raise
+        raise ManifestError(source, [_attribute_override(p, overrides) for p in exc.problems]) from None
+
+
+def _attribute_override(problem: Problem, overrides: list[str] | tuple[str, ...]) -> Problem:
+    """A problem in a field that ``--set`` gave says so, instead of pointing at a line of the file."""
+    for assignment in overrides:
+        target = assignment.split("=", 1)[0].strip()
+        inside = problem.path.startswith(target + ".") or problem.path.startswith(target + "[")
+        above = bool(problem.path) and (target.startswith(problem.path + ".") or target.startswith(problem.path + "["))
+        if problem.path == target or inside or above:
+            return Problem(problem.path, f"{problem.message} (from --set {assignment})", None)
+    return problem

@@ -253,6 +253,9 @@ def _cli_cases(store: Path, good: Path, tmp: Path) -> list[tuple[list[str], list
     run = ["run", str(good), "--results", str(tmp / "r"), "--wandb", "disabled"]
     return [
         (["validate", str(tmp / "missing.yaml")], ["cannot read manifest"]),
+        (["validate", str(toy), "--set", "budget.epoch=5"], ["did you mean 'epochs'", "(from --set budget.epoch=5)"]),
+        (["validate", str(toy), "--set", "optimiser.lr=0.1"], ["did you mean 'optimizer'", "(from --set optimiser.lr=0.1)"]),
+        (["validate", str(toy), "--set", "methods[0].params.batch_sise=4"], ["did you mean 'batch_size'", "from --set"]),
         (["validate", str(tmp)], ["is a directory"]),
         ([*run, "--set", "seeds=[0,"], ["seeds", "not valid YAML"]),
         ([*run, "--set", "methods[7].name=x"], ["methods[7]", "does not exist"]),
