@@ -413,6 +413,12 @@ def _checked_schema(fs: pafs.FileSystem, path: str, core: pa.Schema, identity: I
         if j >= 0 and schema.field(i).type != core.field(j).type:
             raise _BadPart(f"identity column {name!r} has type {schema.field(i).type}, expected "
                            f"{core.field(j).type}{newer}")
+    column = schema.get_field_index("schema_version")
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(column).statistics
+        if stats is not None and stats.has_min_max and stats.min < 2:
+            raise _BadPart(f"holds rows of schema_version {stats.min}..{stats.max}; this rnnbench reads schema "
+                           f"versions 2..{SCHEMA_VERSION} in this layout (version 1 only as experiment=NAME/KEY.parquet)")
     return _null_typed_empty_columns(schema, meta, core)
 
 

@@ -85,6 +85,7 @@ def test_plugins_reach_both_nodes_without_the_drivers_folder(tmp_path, monkeypat
         return packs
 
     monkeypatch.setattr(plugin_shipping, "pack", pack_then_remove)
+    ray.shutdown()  # a Ray instance left by another test in this worker would be joined instead of the cluster
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()

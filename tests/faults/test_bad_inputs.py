@@ -223,7 +223,7 @@ def _corrupt(kind: str, folder: Path) -> None:
 
 CORRUPT = [("truncated", "not a readable Parquet"), ("empty", "not a readable Parquet"), ("text", "not a readable Parquet"),
            ("mistyped", "column 'status' has type int64"), ("version-0", "schema_version 0"),
-           ("foreign", "lacks the column")]
+           ("foreign", "lacks the identity column")]
 
 
 @pytest.mark.parametrize("kind, fragment", CORRUPT, ids=[c[0] for c in CORRUPT])

@@ -99,6 +99,15 @@ def test_rows_of_a_changed_workload_are_refused(tmp_path):
 def test_a_new_method_is_run_and_scored_against_the_reference(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     results = tmp_path / "results"
+    try:
+        _run_and_score(results)
+    finally:
+        import ray
+
+        ray.shutdown()  # the CLI ran in this process: leave no Ray instance to the next test
+
+
+def _run_and_score(results):
     run = CliRunner().invoke(app, ["suite", "run", str(TOY), "--method", "tbptt-annealed", "--plugins", str(EXAMPLES),
                                    "--results", str(results), "--wandb", "disabled", "--num-cpus", "2"])
     assert run.exit_code == 0, run.output
