@@ -321,3 +321,44 @@ def cost_cmd(results: str = typer.Argument(..., help="results of `rnnbench suite
         for _, r in frame.iterrows():
             t.add_row(*(escape(str(v)) for v in r))
         out.print(t)
+
+
+@suite_app.command("targets")
+def targets_cmd(results: str = typer.Argument(..., help="the reference store (e.g. reference/v1-cpu)"),
+                suite_name: str = typer.Option("v1-cpu", "--suite", help="suite name or file"),
+                plugins: list[str] = PluginsOpt) -> None:
+    """The validation targets the suite's rule gives from a reference store (ruleset defaults): per workload,
+    the median over entries of the median over seeds of the best validation value of the entry's selected
+    configuration, to two significant digits. Targets are not part of a workload's hash: updating them keeps
+    every stored row."""
+    suite, registry, _ = _load(suite_name, plugins, ("defaults",))
+    import numpy as np
+
+    from suite.results import StoreError
+    from suite.suites.score import ScoreError, score
+
+    try:
+        trials, curves, _ = collect([results], suite, registry)
+        if trials.empty:
+            raise _fail(f"no rows of suite {suite.suite} in {results}")
+        result = score(trials, curves, suite, registry)
+    except (StoreError, ScoreError) as exc:
+        raise _fail(str(exc)) from None
+    t = Table(title=f"{suite.suite}: validation targets by the suite's rule, from {results}")
+    for c in ("workload", "metric", "entries", "target (rule)", "in the suite file"):
+        t.add_column(c)
+    for w in suite.workloads:
+        board = result.boards.get(("defaults", w.name))
+        if board is None:
+            t.add_row(w.name, "", "0", "— (no rows)", f"{w.target:g}")
+            continue
+        bests = []
+        for _, entry in board[board["status"] == "ranked"].iterrows():
+            keys = result.rows.loc[result.rows["config_id"] == entry["config_id"], "trial_key"]
+            c = curves[curves["trial_key"].isin(keys) & (curves["split"] == "val") & (curves["metric"] == entry["metric"])]
+            per_seed = c.groupby("trial_key")["value"].agg("min" if entry["direction"] == "min" else "max")
+            if len(per_seed):
+                bests.append(float(np.median(per_seed)))
+        value = float(f"{np.median(bests):.2g}") if bests else float("nan")
+        t.add_row(w.name, str(board["metric"].iloc[0]), str(len(bests)), f"{value:g}", f"{w.target:g}")
+    out.print(t)

@@ -165,3 +165,18 @@ def test_site_renders_in_chromium(tmp_path):
                        capture_output=True, timeout=120, check=True)
         colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 50, page  # text, tables and plots, not a blank page
+
+
+def test_targets_by_the_suites_rule():
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["suite", "targets", str(REFERENCE), "--suite", str(TOY)])
+    assert result.exit_code == 0, result.output
+    suite, rows, curves = _reference_rows()
+    # toy-tokens by hand: per entry the median over seeds of each seed's best validation bpt, then the median
+    wr = rows[rows["workload"] == "toy-tokens"]
+    per_entry = []
+    for method, g in wr.groupby("method"):
+        val = curves[curves["trial_key"].isin(g["trial_key"]) & (curves["split"] == "val") & (curves["metric"] == "bpt")]
+        per_entry.append(np.median(val.groupby("trial_key")["value"].min()))
+    expected = float(f"{np.median(per_entry):.2g}")
+    line = next(x for x in result.output.splitlines() if "toy-tokens" in x)
+    assert f"{expected:g}" in line
