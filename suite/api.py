@@ -44,7 +44,7 @@ class PreparedRun:
     file: Path
     manifest: Manifest
     registry: Registry
-    matrix: TrialMatrix
+    matrix: TrialMatrix | None  #: None when prepared without expanding
     manifest_text: str
     overrides: list[str]
     plugins: list[str]
@@ -66,8 +66,9 @@ def leaderboard(results: str | Path | ResultsStore | pd.DataFrame, **kwargs: Any
     return board(source, **kwargs)
 
 
-def prepare(file: str | Path, *, plugins: list[str] = (), overrides: list[str] = ()) -> PreparedRun:
-    """Validate a manifest (with ``--set`` style ``overrides``) and expand its trial matrix."""
+def prepare(file: str | Path, *, plugins: list[str] = (), overrides: list[str] = (), expand_matrix: bool = True) -> PreparedRun:
+    """Validate a manifest (with ``--set`` style ``overrides``) and expand its trial matrix (unless
+    ``expand_matrix`` is False: then ``matrix`` is None, e.g. for a dry run's summary of a huge grid)."""
     from suite.manifest import load_manifest
     from suite.registry import load_registry
     from suite.sweep import expand
@@ -83,6 +84,9 @@ def prepare(file: str | Path, *, plugins: list[str] = (), overrides: list[str] =
         return holder["r"]
 
     manifest = load_manifest(file, registry_for, list(overrides))
+    if not expand_matrix:
+        return PreparedRun(file, manifest, holder["r"], None, file.read_text(errors="replace"), list(overrides),
+                           list(plugins))
     matrix = expand(manifest, holder["r"])
     if not matrix.trials:
         raise UsageError("the manifest expands to no trials: " + ("; ".join(matrix.skipped) or "nothing to run"))

@@ -12,7 +12,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -238,7 +238,8 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
         max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", min=1, help="trials at once"),
         wandb: Optional[WandbMode] = typer.Option(None, "--wandb", help="W&B mode (default: manifest; offline without API key)"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=f"benchmark data directory (default ${DATA_ENV})"),
-        dry_run: bool = typer.Option(False, "--dry-run", help="print the trial matrix and exit"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the trial matrix (counts per task x model x method) and exit"),
+        show_trials: bool = typer.Option(False, "--show-trials", help="with --dry-run: one line per trial (slow for huge grids)"),
         num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray instance"),
         force_unlock: bool = typer.Option(False, "--force-unlock", help="take over the experiment's lock left by a driver that is gone"),
         wait_for_resources: float = typer.Option(0.0, "--wait-for-resources", min=0.0,
@@ -253,13 +254,17 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
     from suite.manifest import ManifestError
 
     try:
-        prepared = prepare(file, plugins=plugins, overrides=overrides)
         if dry_run:
-            _print_matrix(prepared.manifest, prepared.matrix)
+            prepared = prepare(file, plugins=plugins, overrides=overrides, expand_matrix=show_trials)
+            if show_trials:
+                _print_matrix(prepared.manifest, prepared.matrix)
+            else:
+                _print_summary(prepared.manifest, prepared.registry)
             if prepared.manifest.search.algorithm == "optuna":
                 out.print(f"optuna: {prepared.manifest.search.num_samples} configurations per (task, model, method), "
                           f"asked adaptively; the matrix above shows one draw")
             return
+        prepared = prepare(file, plugins=plugins, overrides=overrides)
         outcome = run_api(file, results=results, resume=resume, retry_failed=retry_failed,
                           retry_diverged=retry_diverged, data_dir=data_dir, storage=storage, address=address,
                           max_concurrent=max_concurrent, wandb=wandb.value if wandb else None, num_cpus=num_cpus,
@@ -315,17 +320,41 @@ def _varying(dicts: list[dict]) -> list[str]:
     return [k for k in keys if len({json.dumps(d.get(k), sort_keys=True) for d in dicts}) > 1]
 
 
+def _print_summary(manifest: Manifest, registry) -> None:
+    """The dry run's default: the matrix counted per task x model x method, without building it."""
+    from suite.sweep import matrix_summary
+
+    rows = matrix_summary(manifest, registry)
+    total = sum(r["trials"] for r in rows)
+    table = Table(title=f"{manifest.name}: {total} trials (at most: a repeated grid value is one trial)")
+    for col in ("task", "model", "method", "configurations", "trials", "skipped"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["task"], r["model"], r["method"], str(r["configurations"]), str(r["trials"]), _plain(r["skipped"]))
+    out.print(table)
+    out.print(f"{total} trials x {len(manifest.seeds)} seeds included; budget {manifest.budget.model_dump(exclude_none=True)}; "
+              f"evaluation every {manifest.eval_every.model_dump(exclude_none=True)}; per trial "
+              f"{manifest.resources.cpu:g} CPU, {manifest.resources.gpu:g} GPU. --show-trials lists every trial.")
+
+
 def _print_matrix(manifest: Manifest, matrix: TrialMatrix) -> None:
     trials = matrix.trials
     table = Table(title=f"{manifest.name}: {len(trials)} trials")
     for col in ("#", "task", "model", "method", "configuration", "seed", "key"):
         table.add_column(col, overflow="fold")
+    varying: dict[str, list[tuple[str, Any, list[str]]]] = {}  # per method, once (not per trial: 10^5 trials)
+    by_method: dict[str, list] = {}
+    for t in trials:
+        by_method.setdefault(t.method, []).append(t)
+    for method, group in by_method.items():
+        getters = (("", lambda u: u.method_params), ("model.", lambda u: u.model_params),
+                   ("task.", lambda u: u.task_params), ("opt.", lambda u: u.optimizer))
+        varying[method] = [(label, getter, _varying([getter(u) for u in group]) if len(group) > 1 else [])
+                           for label, getter in getters]
     for i, t in enumerate(trials):
-        same_method = [u for u in trials if u.method == t.method]
         parts = []
-        for label, getter in (("", lambda u: u.method_params), ("model.", lambda u: u.model_params),
-                              ("task.", lambda u: u.task_params), ("opt.", lambda u: u.optimizer)):
-            for k in _varying([getter(u) for u in same_method]) if len(same_method) > 1 else []:
+        for label, getter, keys in varying[t.method]:
+            for k in keys:
                 parts.append(f"{label}{k}={getter(t).get(k)}")
         table.add_row(str(i), t.task, t.model, t.method, _plain(" ".join(parts) or "-"), str(t.seed), t.key[:8])
     out.print(table)

@@ -159,3 +159,35 @@ def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_par
             config_id=config_id, key=_digest({"experiment": m.name, **identity, "seed": seed}),
         ))
     return out
+
+
+def matrix_summary(manifest: Manifest, registry: Registry) -> list[dict[str, Any]]:
+    """The trial matrix counted per (task, model, method) entry without building it (seconds for 10^6 trials):
+    configurations and trials of each, or the reason a method/model pair is skipped. An upper bound where a
+    grid repeats a value (repeats are one trial in :func:`expand`)."""
+    from suite.manifest import _space_size
+
+    algo = manifest.search.algorithm
+    n = manifest.search.num_samples if algo == "random" else 1
+
+    def size(values: dict[str, Any]) -> int:
+        total = 1
+        for v in values.values():
+            total *= _space_size(v, algo, n)
+        return total
+
+    base_opt = manifest.optimizer.model_dump()
+    rows = []
+    for task in manifest.tasks:
+        for model in manifest.models:
+            model_cls = registry.get("models", model.name)
+            for method in manifest.methods:
+                method_cls = registry.get("methods", method.name)
+                missing = set(method_cls.requires) - set(model_cls.capabilities)
+                configs = size(task.params) * size(model.params) * size(method.params) * size(
+                    {**base_opt, **(method.optimizer or {})})
+                rows.append({"task": task.name, "model": model.name, "method": method.name,
+                             "configurations": 0 if missing else configs,
+                             "trials": 0 if missing else configs * len(manifest.seeds),
+                             "skipped": f"model lacks {sorted(missing)}" if missing else ""})
+    return rows

@@ -100,3 +100,20 @@ def test_shipped_manifests_validate():
     for path in sorted((Path(__file__).resolve().parents[2] / "manifests").glob("*.yaml")):
         res = invoke("validate", str(path))
         assert res.exit_code == 0, f"{path.name}: {res.output}"
+
+
+def test_dry_run_of_a_huge_grid_counts_without_building_it(write_manifest, toy_manifest_text, monkeypatch):
+    import suite.sweep
+
+    text = toy_manifest_text.replace("params: {window: 30, batch_size: 8}",
+                                     "params: {window: {grid: " + str(list(range(2, 10_002))) + "}, "
+                                     "batch_size: {grid: [4, 8, 16, 32, 64]}}")
+    path = write_manifest(text)
+
+    def no_expand(*a, **k):
+        raise AssertionError("the dry run's summary must not build the trial matrix")
+
+    monkeypatch.setattr(suite.sweep, "expand", no_expand)
+    res = invoke("run", str(path), "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "100002 trials" in res.output and "--show-trials" in res.output  # 10^4 x 5 x 2 seeds + bptt x 2
