@@ -118,8 +118,14 @@ def _ensure_ray(address: str | None, num_cpus: int | None) -> None:
         # a private local instance: token auth would write to HOME and break extra nodes; say so explicitly
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.pop("RAY_ADDRESS", None)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+        except Exception as exc:  # noqa: BLE001  (Ray raises many kinds; the user needs one line and a way out)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise SweepError(f"could not start a local Ray instance ({first}). The machine may be loaded or short "
+                             "of memory: run again, lower --num-cpus, or start one yourself with `ray start --head` "
+                             "and pass --address auto") from None
 
 
 def _fits(cpu: float, gpu: float) -> bool:

@@ -308,3 +308,19 @@ def test_bank_size():
     """The bank holds at least 100 bad inputs (manifests x 2 commands, store faults x 4 commands, CLI calls)."""
     assert len(MANIFESTS) * 2 + len(CORRUPT) * 4 + 30 >= 100
     assert json.dumps([c[0] for c in MANIFESTS])  # ids are plain strings
+
+
+def test_ray_that_fails_to_start_is_one_line(tmp_path, good_manifest, monkeypatch):
+    """Seen on a loaded machine: 'the current node timed out during startup' as a 40-line traceback."""
+    import ray
+
+    def failing_init(*args, **kwargs):
+        raise RuntimeError("The current node timed out during startup. This could happen because some of the "
+                           "Ray processes failed to startup.\n  File ...\n  more lines")
+
+    monkeypatch.setattr(ray, "init", failing_init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    result = runner.invoke(app, ["run", str(good_manifest), "--results", str(tmp_path / "r"), "--wandb", "disabled"])
+    assert result.exit_code == 2, result.output
+    assert "could not start a local Ray instance" in result.output and "timed out during startup" in result.output
+    assert "Traceback" not in result.output and "more lines" not in result.output
