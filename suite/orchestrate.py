@@ -236,6 +236,11 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     local_base = store.base if store.local else None
     storage_path = storage or (str(Path(local_base) / "ray") if local_base else f"{store.root.rstrip('/')}/ray")
     _check_storage(storage_path)
+    import ray as _ray
+
+    if not _ray.is_initialized():
+        console.print(f"joining the Ray cluster at {address} ..." if address else
+                      "starting a local Ray instance (a few seconds) ...", highlight=False)
     _ensure_ray(address, num_cpus)
     res = manifest.resources
     check_resources(res.cpu, res.gpu, wait_for_resources_s, console)

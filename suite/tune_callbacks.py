@@ -235,6 +235,8 @@ class ProgressCallback(Callback):
         self._progress: Progress | None = None
         self._task: Any = None
         self._running = 0
+        self._started: dict[str, float] = {}  #: trial key -> when it started (the running trials' elapsed times)
+        self._t0: float | None = None
         self._counts: dict[str, int] = defaultdict(int)
         writer.on_row = self._row
 
@@ -246,17 +248,27 @@ class ProgressCallback(Callback):
                                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
                                   console=self.console, transient=False)
         self._progress.start()
-        self._task = self._progress.add_task("trials", total=self.total, status="")
+        self._t0 = time.time()
+        self._task = self._progress.add_task("trials", total=self.total, status="starting the first trials ...")
 
     def _update(self) -> None:
         if self._progress is None:
             return
+        done = len(self.writer.written)
         text = " ".join(f"{k}={v}" for k, v in sorted(self._counts.items()))
-        self._progress.update(self._task, completed=len(self.writer.written), status=f"running={self._running} {text}")
+        now = time.time()
+        running = f"running={self._running}"
+        if self._started:
+            running += f" (longest {_duration(now - min(self._started.values()))})"
+        eta = ""
+        if done and self._t0 is not None and done < self.total:  # from the throughput of the finished trials
+            eta = f" eta ~{_duration((now - self._t0) * (self.total - done) / done)}"
+        self._progress.update(self._task, completed=done, status=f"{running} {text}{eta}")
 
     def _row(self, record: TrialRecord) -> None:
         self._counts[record.status] += 1
         self._running = max(0, self._running - 1)
+        self._started.pop(record.trial_key, None)
         if self._progress is not None:  # one line per finished trial (also in batch logs)
             self._progress.console.print(trial_summary(record, len(self.writer.written), self.total),
                                          highlight=False, soft_wrap=True)
@@ -264,7 +276,13 @@ class ProgressCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._running += 1
+        key = (getattr(trial, "config", None) or {}).get("key")
+        if key:
+            self._started[key] = time.time()
         self._update()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._update()  # the running trials' elapsed time and the ETA move on between results
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.close()
@@ -274,6 +292,15 @@ class ProgressCallback(Callback):
             self._update()
             self._progress.stop()
             self._progress = None
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def trial_summary(r: TrialRecord, done: int, total: int) -> str:
