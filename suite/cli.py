@@ -516,7 +516,8 @@ def report(results: str = typer.Argument("results", help="results directory or U
            target: list[str] = typer.Option([], "--target", help="time-to-target threshold per task: task=value (repeatable)"),
            target_quantile: float = typer.Option(0.5, "--target-quantile", min=0.0, max=1.0,
                                                  help="without --target: the quantile of the best validation values"),
-           cost: CostAxis = typer.Option(CostAxis.wall_time_s, "--cost", help="cost axis of the Pareto plot")) -> None:
+           cost: CostAxis = typer.Option(CostAxis.wall_time_s, "--cost", help="cost axis of the Pareto plot"),
+           export: Optional[Path] = typer.Option(None, "--export", help="also write every figure (SVG, PDF) and table (CSV, LaTeX) into this folder")) -> None:
     """Write one self-contained HTML page: leaderboards, cross-task aggregates, curves, cost, diagnostics, manifest."""
     from suite.compare import parse_targets
     from suite.report import ReportOptions, render
@@ -530,7 +531,8 @@ def report(results: str = typer.Argument("results", help="results directory or U
         raise _fail(f"no experiment {experiment!r} under {results}; it has: {', '.join(experiments)}")
     try:
         opts = ReportOptions(experiment=experiment, split_by=split_by, test=test.value, targets=parse_targets(target),
-                             target_quantile=target_quantile, cost=cost.value)
+                             target_quantile=target_quantile, cost=cost.value,
+                             export_dir=str(export) if export else None)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     page: list[str] = []

@@ -137,8 +137,11 @@ def profile(profile: pd.DataFrame):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
     palette = colours(profile.columns)
-    for name in profile.columns:
-        ax.step(profile.index, profile[name], where="post", color=palette[name], label=name)
+    styles = ["-", "--", "-.", ":"]
+    for i, name in enumerate(profile.columns):  # styles and a small offset: equal profiles stay visible
+        offset = (i - (len(profile.columns) - 1) / 2) * 0.006
+        ax.step(profile.index, profile[name] + offset, where="post", color=palette[name], label=name,
+                ls=styles[i % len(styles)], lw=1.6)
     ax.set_xlabel("tau (ratio to the best entry on a task)")
     ax.set_ylabel("fraction of tasks")
     ax.set_ylim(-0.02, 1.02)
@@ -149,14 +152,26 @@ def profile(profile: pd.DataFrame):
     return fig
 
 
-def to_svg(fig) -> str:
-    """The figure as inline SVG markup (closes the figure)."""
+def to_svg(fig, prefix: str | None = None, export: str | None = None) -> str:
+    """The figure as inline SVG markup (closes the figure). ``prefix`` makes its element ids unique on a page
+    with other figures (matplotlib names them alike); ``export`` (a path without suffix) also writes the figure
+    as ``.svg`` and ``.pdf`` for papers."""
+    import re
+
     plt = _plt()
+    if export:
+        fig.savefig(f"{export}.svg", bbox_inches="tight")
+        fig.savefig(f"{export}.pdf", bbox_inches="tight")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    text = text[text.index("<svg"):]
+    if prefix:
+        text = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
+        text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", text)
+        text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}-{m.group(1)}"', text)
+    return text
 
 
 def save(fig, path) -> None:

@@ -15,6 +15,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -42,9 +43,45 @@ class ReportOptions:
     targets: dict[str, float] = field(default_factory=dict)
     target_quantile: float = 0.5
     cost: str = "wall_time_s"
+    export_dir: str | None = None  #: also write every figure (SVG, PDF) and table (CSV, LaTeX) here
+
+
+_EXPORT: dict[str, Any] = {"dir": None, "n": 0, "exp": ""}  # set by render for one call
+
+
+def _export_name(kind: str) -> str | None:
+    if not _EXPORT["dir"]:
+        return None
+    _EXPORT["n"] += 1
+    return str(Path(_EXPORT["dir"]) / f"{_slug(_EXPORT['exp'])}-{_EXPORT['n']:02d}-{kind}")
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    """A booktabs tabular of ``df`` (no jinja2 needed)."""
+    def esc(v: Any) -> str:
+        text = _cell(v)
+        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                     ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+            text = text.replace(a, b)
+        return text
+    lines = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
+             " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(esc(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
 
 
 def _table(df: pd.DataFrame, row_classes: list[str] | None = None) -> str:
+    name = _export_name("table")
+    if name:
+        df.to_csv(f"{name}.csv", index=False)
+        Path(f"{name}.tex").write_text(to_latex(df))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
     for i, r in enumerate(df.itertuples(index=False)):
@@ -64,7 +101,10 @@ def _cell(v: Any) -> str:
 
 
 def _figure(fig: Any, caption: str) -> str:
-    return f'<div class="fig">{plots.to_svg(fig)}</div><p class="note">{html.escape(caption)}</p>'
+    _EXPORT["fig"] = _EXPORT.get("fig", 0) + 1
+    prefix = f"f{_EXPORT['fig']}"
+    return (f'<div class="fig">{plots.to_svg(fig, prefix=prefix, export=_export_name("figure"))}</div>'
+            f'<p class="note">{html.escape(caption)}</p>')
 
 
 def _leaderboard_html(board: pd.DataFrame) -> str:
@@ -95,13 +135,13 @@ def _section_experiment(store: ResultsStore, experiment: str, opts: ReportOption
              + f"; {board['task'].nunique()} task(s), {len(board)} entries. Selection on validation, test over seeds; "
              "95 % CI: bootstrap (BCa) of the mean, clipped to the metric's range, only with ≥ 3 seeds; ≈ / light "
              f"green: not distinguishable from the best (paired {opts.test} test, Holm-corrected, 5 %).</p>"]
-    parts.append('<h3 id="leaderboard">Leaderboards</h3>')
+    parts.append(f'<h3 id="leaderboard-{_slug(experiment)}">Leaderboards</h3>')
     for task, g in board.groupby("task", sort=True):
         parts.append(f"<h4>{html.escape(task)}</h4>" + _leaderboard_html(g.reset_index(drop=True)))
     if board["task"].nunique() > 1:
         agg = compare.across_tasks(board)
         ranks = agg["mean_rank"].reset_index().rename(columns={"index": "entry"})
-        parts.append('<h3 id="across-tasks">Across tasks</h3>')
+        parts.append(f'<h3 id="across-tasks-{_slug(experiment)}">Across tasks</h3>')
         parts.append("<p>Mean rank (failed or missing: last)</p>" + _table(ranks))
         parts.append("<p>Interquartile mean of per-seed scores normalised per task (0 = best entry's mean, 1 = "
                      "worst), stratified bootstrap 95 % interval</p>" + _table(agg["iqm"]))
@@ -109,9 +149,9 @@ def _section_experiment(store: ResultsStore, experiment: str, opts: ReportOption
             parts.append(_figure(plots.profile(agg["profile"]), "Performance profiles: the fraction of tasks on "
                                  "which an entry's mean is within a factor tau of the best entry's."))
     else:
-        parts.append('<h3 id="across-tasks">Across tasks</h3><p class="note">one task: no cross-task aggregate.</p>')
+        parts.append(f'<h3 id="across-tasks-{_slug(experiment)}">Across tasks</h3><p class="note">one task: no cross-task aggregate.</p>')
     long = compare.validation_curves(board, trials, curves) if not curves.empty else pd.DataFrame()
-    parts.append('<h3 id="curves">Learning curves</h3>')
+    parts.append(f'<h3 id="curves-{_slug(experiment)}">Learning curves</h3>')
     if len(long):
         parts.append(_figure(plots.mean_band(long, x="train_time_s", facet=("task",), label="label",
                                              ylabel="validation " + ", ".join(sorted(long["metric"].unique())),
@@ -123,7 +163,7 @@ def _section_experiment(store: ResultsStore, experiment: str, opts: ReportOption
                              "The same curves against the number of updates."))
     else:
         parts.append('<p class="note">no validation curves recorded.</p>')
-    parts.append('<h3 id="cost">Quality against cost</h3>')
+    parts.append(f'<h3 id="cost-{_slug(experiment)}">Quality against cost</h3>')
     cost = compare.cost_table(board, opts.cost)
     if len(cost):
         parts.append(_figure(plots.pareto(cost, opts.cost, compare.COSTS[opts.cost]),
@@ -141,7 +181,7 @@ def _section_experiment(store: ResultsStore, experiment: str, opts: ReportOption
         parts.append("<p>Validation metric at equal fractions of the task's largest training time (mean over "
                      "seeds)</p>" + _table(compare.quality_at_budget(board, trials, curves)))
     diag = compare.diagnostics_summary(trials, curves, board)
-    parts.append('<h3 id="diagnostics">Method diagnostics</h3>')
+    parts.append(f'<h3 id="diagnostics-{_slug(experiment)}">Method diagnostics</h3>')
     if len(diag):
         parts.append(_table(diag))
         d = curves[curves["split"] == "diag"]
@@ -155,16 +195,27 @@ def _section_experiment(store: ResultsStore, experiment: str, opts: ReportOption
                                  f"{metric} over updates (selected configurations; mean and range over seeds)."))
     else:
         parts.append('<p class="note">no method diagnostics recorded.</p>')
+    parts.append(f'<h3 id="failed-{_slug(experiment)}">Failed trials</h3>')
+    failed = trials[trials["status"] != "ok"]
+    if len(failed):
+        cols = [c for c in ("task", "model", "method", "seed", "status", "error", "log_path", "trial_key") if c in failed]
+        view = failed[cols].copy()
+        if "error" in view:
+            view["error"] = view["error"].map(lambda e: "" if pd.isna(e) else str(e).strip().splitlines()[0][:200] if str(e).strip() else "")
+        parts.append(f'<p class="note">{len(failed)} of {len(trials)} trials did not end ok; the log path is '
+                     'relative to the results folder.</p>' + _table(view.reset_index(drop=True)))
+    else:
+        parts.append('<p class="note">none: every trial ended ok.</p>')
     env_cols = [c for c in ("hostname", "gpu_model", "suite_version", "python", "torch_version", "ray_version",
                             "numpy_version", "git_commit", "git_dirty") if c in trials]
     env = trials[env_cols].astype(str).drop_duplicates()
-    parts.append('<h3 id="environment">Environment</h3>' + _table(env))
-    parts.append('<h3 id="manifest">Manifest</h3>')
+    parts.append(f'<h3 id="environment-{_slug(experiment)}">Environment</h3>' + _table(env))
+    parts.append(f'<h3 id="manifest-{_slug(experiment)}">Manifest</h3>')
     runs = invocations(store, experiment)
     if runs:
         for r in runs[-3:]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("started_at", 0)))
-            parts.append(f"<details{' open' if r is runs[-1] else ''}><summary>run of {when} on {html.escape(str(r.get('host')))}"
+            parts.append(f"<details><summary>run of {when} on {html.escape(str(r.get('host')))}"
                          f" (rnnbench {html.escape(str(r.get('suite_version')))}, commit {html.escape(str(r.get('git_commit')))})</summary>"
                          f"<p>command: <code>{html.escape(' '.join(map(str, r.get('argv', []))))}</code>; overrides: "
                          f"<code>{html.escape(json.dumps(r.get('overrides', [])))}</code></p>"
@@ -182,7 +233,16 @@ def render(results: str, opts: ReportOptions | None = None) -> str:
     store = ResultsStore(results)
     experiments = [opts.experiment] if opts.experiment else store.experiments()
     nav = " ".join(f'<a href="#exp-{html.escape(e)}">{html.escape(e)}</a>' for e in experiments)
-    body = "\n".join(_section_experiment(store, e, opts) for e in experiments)
+    if opts.export_dir:
+        Path(opts.export_dir).mkdir(parents=True, exist_ok=True)
+    sections = []
+    try:
+        for e in experiments:
+            _EXPORT.update(dir=opts.export_dir, n=0, exp=e)
+            sections.append(_section_experiment(store, e, opts))
+    finally:
+        _EXPORT.update(dir=None, n=0, exp="", fig=0)
+    body = "\n".join(sections)
     made = time.strftime("%Y-%m-%d %H:%M:%S")
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rnnbench report: "
             f"{html.escape(results)}</title><style>{CSS}</style></head><body>"

@@ -92,7 +92,7 @@ def test_cost_front_time_to_target_and_quality_at_budget(store):
     assert diag.loc[("t1", "gru/fast", "K"), "first"] == 10.0 and diag.loc[("t1", "gru/fast", "K"), "last"] == 13.0
 
 
-SECTIONS = ("leaderboard", "across-tasks", "curves", "cost", "diagnostics", "environment", "manifest")
+SECTIONS = ("leaderboard", "across-tasks", "curves", "cost", "diagnostics", "failed", "environment", "manifest")
 
 
 def test_report_has_every_section(store, tmp_path):
@@ -101,7 +101,10 @@ def test_report_has_every_section(store, tmp_path):
     assert res.exit_code == 0, res.output
     page = out.read_text()
     for section in SECTIONS:
-        assert f'id="{section}"' in page, section
+        assert f'id="{section}-exp"' in page, section
+    ids = __import__("re").findall(r'id="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "element ids repeat"  # sections and SVG internals are unique on the page
+    assert "<details open" not in page  # the resolved manifest is folded
     assert page.count("<svg") >= 4
     assert not any(f in page for f in ('src="http', "src='http", 'href="http', "<link", "<script"))  # self-contained
     assert "failed" in page and "gru/slow" in page
@@ -121,7 +124,7 @@ def test_report_renders_in_chromium(store, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(["chromium", *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
     for section in SECTIONS:
-        assert f'id="{section}"' in dom.stdout, section
+        assert f'id="{section}-exp"' in dom.stdout, section
     subprocess.run(["chromium", *flags, "--window-size=1300,3000", f"--screenshot={shot}", out.as_uri()],
                    capture_output=True, timeout=120, check=True)
     image = Image.open(shot).convert("RGB")
@@ -139,3 +142,18 @@ def test_curves_are_not_carried_past_a_trials_end():
     grid = np.array([0, 50, 120, 150, 151, 600], dtype=float)
     got = resample(run, "step", grid)
     assert np.isnan(got[0]) and list(got[1:4]) == [3.0, 2.0, 1.0] and np.isnan(got[4]) and np.isnan(got[5])
+
+
+def test_report_exports_figures_and_tables_for_papers(store, tmp_path):
+    out, export = tmp_path / "report.html", tmp_path / "export"
+    res = CliRunner().invoke(app, ["report", store.root, "-o", str(out), "--export", str(export)])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in export.iterdir())
+    figures = [n for n in names if n.endswith(".pdf")]
+    assert figures and all(n.replace(".pdf", ".svg") in names for n in figures)
+    tables = [n for n in names if n.endswith(".csv")]
+    assert tables and all(n.replace(".csv", ".tex") in names for n in tables)
+    tex = (export / tables[0].replace(".csv", ".tex")).read_text()
+    assert tex.startswith("\\begin{tabular}") and "\\toprule" in tex and tex.rstrip().endswith("\\end{tabular}")
+    page = out.read_text()
+    assert "Failed trials" in page and "did not end ok" in page
