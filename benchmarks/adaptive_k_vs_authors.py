@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from suite.adaptive_truncation import cumulative_norms, estimate_truncation, gradients_by_lag  # noqa: E402
 from suite.registry import load_registry  # noqa: E402
+from suite.training.adaptive_truncation import cumulative_norms, estimate_truncation, gradients_by_lag  # noqa: E402
 
 DELTAS = (0.9, 0.5, 0.1)
 

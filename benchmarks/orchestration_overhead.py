@@ -1,6 +1,6 @@
 """What rnnbench's driver costs on top of raw Ray Tune, for sweeps of trivial trials.
 
-Both sides run the same trainable work -- :func:`suite.trial.execute_trial` on a toy-sysid GRU with one
+Both sides run the same trainable work -- :func:`suite.run.trial.execute_trial` on a toy-sysid GRU with one
 update -- on the same local Ray instance, with the same resources, ``reuse_actors=True`` and the same
 concurrency:
 
@@ -34,9 +34,9 @@ os.environ.pop("RAY_ADDRESS", None)
 from rich.console import Console  # noqa: E402
 
 from suite.manifest import validate  # noqa: E402
-from suite.orchestrate import run_sweep  # noqa: E402
 from suite.registry import load_registry  # noqa: E402
-from suite.sweep import expand  # noqa: E402
+from suite.run.orchestrate import run_sweep  # noqa: E402
+from suite.run.sweep import expand  # noqa: E402
 
 
 def manifest_for(n: int, name: str):
@@ -53,8 +53,8 @@ def manifest_for(n: int, name: str):
 def _raw_trainable(config):
     from ray import tune
 
-    from suite.sweep import TrialSpec
-    from suite.trial import execute_trial
+    from suite.run.sweep import TrialSpec
+    from suite.run.trial import execute_trial
 
     execute_trial(TrialSpec.from_dict(config["trial"]), {}, tune.report)
 

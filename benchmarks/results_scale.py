@@ -25,9 +25,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from suite.ranking import leaderboard
-from suite.record import TrialRecord
-from suite.results import ResultsStore
+from suite.analysis.ranking import leaderboard
+from suite.store.record import TrialRecord
+from suite.store.results import ResultsStore
 
 
 def synthetic(start: int, count: int, seeds: int = 5, rng: np.random.Generator | None = None) -> list[TrialRecord]:

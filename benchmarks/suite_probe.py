@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite.registry import load_registry  # noqa: E402
+from suite.run.sweep import expand  # noqa: E402
+from suite.run.trial import execute_trial  # noqa: E402
 from suite.suites.compile import validated, workload_manifest  # noqa: E402
 from suite.suites.spec import load_suite  # noqa: E402
-from suite.sweep import expand  # noqa: E402
-from suite.trial import execute_trial  # noqa: E402
 
 
 def main() -> None:

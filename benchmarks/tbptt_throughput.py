@@ -16,10 +16,10 @@ import time
 import torch
 from torch import nn
 
-from suite.budget import Budget, EvalEvery
-from suite.context import Selection, TrainContext
 from suite.contracts import IOSpec, SequenceData, TrainData
 from suite.registry import load_registry
+from suite.run.budget import Budget, EvalEvery
+from suite.run.context import Selection, TrainContext
 
 
 class _NoEvalTask:

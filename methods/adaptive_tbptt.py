@@ -10,7 +10,7 @@ outputs; gradients are clipped through ``ctx.clip_gradients`` at the manifest's 
 with ``clip_per_output: true``, at ``grad_clip / K`` (the scored outputs of the segment) as the authors'
 copy-task runs do (``normed=True``: ``tbptt.py`` divides the clip threshold by the normalisation).
 
-Every ``reestimate_every`` updates, K is re-estimated (:mod:`suite.adaptive_truncation`): ``R``
+Every ``reestimate_every`` updates, K is re-estimated (:mod:`suite.training.adaptive_truncation`): ``R``
 times, ``estimate_batch`` random windows of ``burn + W`` training steps give the state gradients
 ``g_k = dL_s/dh_{s-1-k}`` of the last-step loss (lag 0 = the state entering the last step, as the
 authors index it); the mean of their norms gives beta (OLS) and, with the cumulative norm (``cum_norm``:
@@ -39,9 +39,9 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from suite.adaptive_truncation import estimate_truncation, gradients_by_lag
 from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
 from suite.training import GradientAverage, batches, buffered_segment, cut_streams, trainable_parameters, update
+from suite.training.adaptive_truncation import estimate_truncation, gradients_by_lag
 
 
 class AdaptiveTBPTTParams(Params):
@@ -172,7 +172,7 @@ class AdaptiveTBPTT(Method):
             ctx.log(**record)
         return record
 
-    # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
+    # --- gradient-fidelity hook (suite.training.gradient_fidelity) ----------------------------------------
     def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[torch.Tensor]:
         """The gradient this method would use on ``probe`` at the current K: every probe sequence
         is one stream covered by buffered segments (state carried, detached), and the segments'

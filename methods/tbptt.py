@@ -103,7 +103,7 @@ class TBPTT(Method):
                 if update(ctx, opt, loss, samples=part.batch * (part.length - m)):
                     return
 
-    # --- gradient-fidelity hook (suite.gradient_fidelity) ----------------------------------------
+    # --- gradient-fidelity hook (suite.training.gradient_fidelity) ----------------------------------------
     def probe_gradient(self, model: RecurrentModel, data: TrainData, probe: SequenceData) -> list[torch.Tensor]:
         """The gradient this method would use on ``probe``: its windows (with burn-in), averaged.
 

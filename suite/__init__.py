@@ -14,8 +14,7 @@ The Python API (:mod:`suite.api`) is importable from here without loading torch 
 
 from typing import Any
 
-__version__ = "0.3.0"
-SCHEMA_VERSION = 2
+from suite._version import SCHEMA_VERSION, __version__  # noqa: F401  (re-exported)
 
 _API = ("run", "load_results", "leaderboard", "prepare", "UsageError")
 

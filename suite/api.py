@@ -4,7 +4,7 @@
 :func:`run` applies the same guards as ``rnnbench run``: the manifest is validated (every problem at once),
 the benchmark data are checked before any trial starts, and an experiment that already has rows is not
 overwritten unless ``resume=True``. Bad input raises :class:`UsageError` (or :class:`~suite.manifest.ManifestError`)
-before anything runs; the sweep's outcome is returned as a :class:`~suite.orchestrate.SweepOutcome`.
+before anything runs; the sweep's outcome is returned as a :class:`~suite.run.orchestrate.SweepOutcome`.
 
     import suite
     outcome = suite.run("manifests/quickstart.yaml", results="results")
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from suite.manifest import Manifest
-    from suite.orchestrate import SweepOutcome
     from suite.registry import Registry
-    from suite.results import ResultsStore
-    from suite.sweep import TrialMatrix
+    from suite.run.orchestrate import SweepOutcome
+    from suite.run.sweep import TrialMatrix
+    from suite.store.results import ResultsStore
 
 
 class UsageError(ValueError):
@@ -52,15 +52,15 @@ class PreparedRun:
 
 def load_results(path: str | Path) -> ResultsStore:
     """The results store at ``path`` (a folder or a URI): ``.trials()``, ``.curves()``, ``.connect()`` (duckdb)."""
-    from suite.results import ResultsStore
+    from suite.store.results import ResultsStore
 
     return ResultsStore(path)
 
 
 def leaderboard(results: str | Path | ResultsStore | pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
-    """The leaderboard of a store, a path to one, or a trials DataFrame (see :func:`suite.ranking.leaderboard`)."""
-    from suite.ranking import leaderboard as board
-    from suite.results import ResultsStore
+    """The leaderboard of a store, a path to one, or a trials DataFrame (see :func:`suite.analysis.ranking.leaderboard`)."""
+    from suite.analysis.ranking import leaderboard as board
+    from suite.store.results import ResultsStore
 
     source = results if isinstance(results, ResultsStore) or hasattr(results, "columns") else ResultsStore(results)
     return board(source, **kwargs)
@@ -71,7 +71,7 @@ def prepare(file: str | Path, *, plugins: list[str] = (), overrides: list[str] =
     ``expand_matrix`` is False: then ``matrix`` is None, e.g. for a dry run's summary of a huge grid)."""
     from suite.manifest import load_manifest
     from suite.registry import load_registry
-    from suite.sweep import expand
+    from suite.run.sweep import expand
 
     file = Path(file)
     for folder in plugins:
@@ -126,8 +126,8 @@ def check_data(prepared: PreparedRun, data_dir: Path) -> None:
 def record_invocation(store: ResultsStore, prepared: PreparedRun, arguments: dict[str, Any]) -> str:
     """Store what ran with the experiment, for reports and re-runs: ``RESULTS/experiments/<name>/run-<time>.json``
     holding the manifest file's text, the resolved manifest (after ``--set``), the options and where it ran."""
-    from suite import __version__
-    from suite.envinfo import git_state
+    from suite._version import __version__
+    from suite.run.envinfo import git_state
 
     commit, dirty = git_state()
     doc = {"experiment": prepared.manifest.name, "started_at": time.time(), "host": socket.gethostname(),
@@ -144,18 +144,11 @@ def record_invocation(store: ResultsStore, prepared: PreparedRun, arguments: dic
 
 
 def invocations(store: ResultsStore, experiment: str) -> list[dict[str, Any]]:
-    """The stored invocations of ``experiment``, oldest first (see :func:`record_invocation`)."""
-    import pyarrow.fs as pafs
+    """The stored invocations of ``experiment``, oldest first (see :func:`record_invocation`;
+    :func:`suite.store.results.run_records` reads them)."""
+    from suite.store.results import run_records
 
-    folder = store.path("experiments", experiment)
-    if store.fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return []
-    out = []
-    for info in sorted(store.fs.get_file_info(pafs.FileSelector(folder)), key=lambda i: i.path):
-        if info.base_name.endswith(".json"):
-            with store.fs.open_input_stream(info.path) as f:
-                out.append(json.loads(f.read().decode()))
-    return out
+    return run_records(store, experiment)
 
 
 def run(file: str | Path, *, results: str | Path = "results", resume: bool = False, retry_failed: bool = False,
@@ -165,8 +158,8 @@ def run(file: str | Path, *, results: str | Path = "results", resume: bool = Fal
         force_unlock: bool = False, wait_for_resources_s: float = 0.0, console: Any = None,
         prepared: PreparedRun | None = None, log: Callable[[str], None] | None = None) -> SweepOutcome:
     """Run a manifest's sweep (as ``rnnbench run``); raises :class:`UsageError` on bad input before any trial."""
-    from suite.orchestrate import SweepError, SweepOutcome, run_sweep
-    from suite.results import ResultsStore, StoreError
+    from suite.run.orchestrate import SweepError, SweepOutcome, run_sweep
+    from suite.store.results import ResultsStore, StoreError
 
     prepared = prepared or prepare(file, plugins=list(plugins), overrides=list(overrides))
     manifest = prepared.manifest
@@ -201,7 +194,7 @@ def run(file: str | Path, *, results: str | Path = "results", resume: bool = Fal
         record_invocation(store, prepared, arguments)
         if manifest.search.algorithm != "optuna":
             return sweep(prepared.matrix.trials, resume)
-        from suite.optuna_search import run_optuna
+        from suite.run.optuna_search import run_optuna
 
         batch = max_concurrent or manifest.max_concurrent or max(
             1, int((num_cpus or os.cpu_count() or 1) / manifest.resources.cpu))

@@ -19,18 +19,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-import suite
+from suite._version import SCHEMA_VERSION, __version__
 
 if TYPE_CHECKING:
     from suite.manifest import Manifest
-    from suite.sweep import TrialMatrix
+    from suite.run.sweep import TrialMatrix
 
 DATA_ENV = "RNNBENCH_DATA"
 
 
 def _version(value: bool) -> None:
     if value:
-        print(f"rnnbench {suite.__version__} (results schema {suite.SCHEMA_VERSION})")
+        print(f"rnnbench {__version__} (results schema {SCHEMA_VERSION})")
         raise typer.Exit()
 
 
@@ -305,7 +305,7 @@ def _finish_run(outcome, results: str) -> None:
 def import_rows(results: str = typer.Argument(..., help="results directory or URI"),
                 rescue: Path = typer.Argument(..., help="a rnnbench-rescue-*.jsonl file written by a sweep that could not store its rows")) -> None:
     """Store the rows a sweep saved to a rescue file when the results store could not be written."""
-    from suite.results import ResultsStore
+    from suite.store.results import ResultsStore
 
     try:
         n = ResultsStore(results).import_rescue(rescue)
@@ -322,7 +322,7 @@ def _varying(dicts: list[dict]) -> list[str]:
 
 def _print_summary(manifest: Manifest, registry) -> None:
     """The dry run's default: the matrix counted per task x model x method, without building it."""
-    from suite.sweep import matrix_summary
+    from suite.run.sweep import matrix_summary
 
     rows = matrix_summary(manifest, registry)
     total = sum(r["trials"] for r in rows)
@@ -376,7 +376,7 @@ def show_leaderboard(results: str = typer.Argument("results", help="results dire
                      test: PairedTest = typer.Option(PairedTest.ttest, "--test", help="paired test behind 'tied with the best' (Holm-corrected)")) -> None:
     """Rank methods per task: configuration selected on validation, test metric over seeds, bootstrap CIs,
     entries tied with the best marked (≈)."""
-    from suite.results import ResultsStore
+    from suite.store.results import ResultsStore
 
     store = ResultsStore(results)
     _store_guard(lambda: _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test.value))
@@ -384,7 +384,7 @@ def show_leaderboard(results: str = typer.Argument("results", help="results dire
 
 def _store_guard(fn) -> None:
     """Run a reading command; an unreadable store is bad input (exit 2, the files named), not a traceback."""
-    from suite.results import StoreError
+    from suite.store.results import StoreError
 
     try:
         fn()
@@ -393,7 +393,7 @@ def _store_guard(fn) -> None:
 
 
 def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test) -> None:
-    from suite.ranking import LeaderboardError, display_rows, leaderboard, to_markdown
+    from suite.analysis.ranking import LeaderboardError, display_rows, leaderboard, to_markdown
 
     experiments = store.experiments()
     if not experiments:
@@ -432,8 +432,8 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
 def compact(results: str = typer.Argument("results", help="results directory or URI"),
             experiment: Optional[str] = typer.Option(None, "--experiment", help="only this experiment")) -> None:
     """Rewrite each experiment into a few large Parquet files (superseded rows dropped, old stores migrated)."""
-    from suite.lock import is_locked
-    from suite.results import ResultsStore
+    from suite.store.lock import is_locked
+    from suite.store.results import ResultsStore
 
     store = ResultsStore(results)
     if not store.exists():
@@ -474,8 +474,8 @@ def show_curves(results: str = typer.Argument("results", help="results directory
                 fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
                 plot: Optional[Path] = typer.Option(None, "--plot", help="also save a line plot (PNG) here")) -> None:
     """A metric's trajectory per trial (e.g. adaptive TBPTT's K, DEER's Newton iterations, val ppl)."""
-    from suite.results import ResultsStore
-    from suite.trajectories import metric_curves, plot_trajectories, trajectory_table
+    from suite.analysis.trajectories import metric_curves, plot_trajectories, trajectory_table
+    from suite.store.results import ResultsStore
 
     store = ResultsStore(results)
     loaded: list = []
@@ -519,9 +519,9 @@ def report(results: str = typer.Argument("results", help="results directory or U
            cost: CostAxis = typer.Option(CostAxis.wall_time_s, "--cost", help="cost axis of the Pareto plot"),
            export: Optional[Path] = typer.Option(None, "--export", help="also write every figure (SVG, PDF) and table (CSV, LaTeX) into this folder")) -> None:
     """Write one self-contained HTML page: leaderboards, cross-task aggregates, curves, cost, diagnostics, manifest."""
-    from suite.compare import parse_targets
-    from suite.report import ReportOptions, render
-    from suite.results import ResultsStore
+    from suite.analysis.compare import parse_targets
+    from suite.analysis.report import ReportOptions, render
+    from suite.store.results import ResultsStore
 
     store = ResultsStore(results)
     experiments = store.experiments() if store.exists() else []

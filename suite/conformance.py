@@ -19,7 +19,7 @@ a check that was skipped, with the reason in ``message``).
   states; ``analytic_jacobian``: ``jacobian`` equals the autograd Jacobian; an optional ``jacobian_diagonal``
   equals its diagonal).
 * :func:`check_method` -- the default parameters validate; ``requires`` names known capabilities; a 2-step trial
-  (:func:`suite.trial.execute_trial`) on a small task with the first registered model that covers ``requires``
+  (:func:`suite.run.trial.execute_trial`) on a small task with the first registered model that covers ``requires``
   ends ``ok`` after exactly 2 updates (the method stopped when ``ctx.step`` said the budget was spent), made at
   least one progress report, and has finite final test metrics.
 * :func:`check_registry` -- all of the above for a registry, plus one ``loads`` finding per plugin file that
@@ -67,8 +67,8 @@ from suite.contracts import (
 )
 from suite.datafiles import DataFileError, default_data_dir, resolve
 from suite.registry import load_registry
-from suite.sweep import TrialSpec
-from suite.trial import execute_trial
+from suite.run.sweep import TrialSpec
+from suite.run.trial import execute_trial
 
 KNOWN_CAPABILITIES = frozenset(CAPABILITIES)
 REQUIRED_SPLITS = ("train", "val", "test")

@@ -99,7 +99,7 @@ def _bounded(name: str) -> AfterValidator:
 
 class BudgetSpec(_OneOf):
     """Training budget per trial: exactly one of epochs, optimizer steps, or seconds of training
-    (validated here, bounded by :data:`MAX_BUDGET`; the trial runs with :class:`suite.budget.Budget`)."""
+    (validated here, bounded by :data:`MAX_BUDGET`; the trial runs with :class:`suite.run.budget.Budget`)."""
 
     epochs: Annotated[Count | None, _bounded("epochs")] = None
     steps: Annotated[Count | None, _bounded("steps")] = None
@@ -108,7 +108,7 @@ class BudgetSpec(_OneOf):
 
 class EvalEverySpec(_OneOf):
     """Evaluation frequency on the validation split: exactly one of epochs, steps, seconds
-    (the trial runs with :class:`suite.budget.EvalEvery`)."""
+    (the trial runs with :class:`suite.run.budget.EvalEvery`)."""
 
     epochs: Count | None = None
     steps: Count | None = None
@@ -168,7 +168,7 @@ class SelectionSpec(Strict):
     """How a configuration is selected: a task metric, weighted over splits (val by default).
 
     The burn-in paper selects on 0.7 x train + 0.3 x validation MSE: ``split_weights: {train: 0.7, val: 0.3}``.
-    The trial scores with :class:`suite.budget.Selection`.
+    The trial scores with :class:`suite.run.budget.Selection`.
     """
 
     metric: str | None = None  #: default: the task's primary metric

@@ -30,7 +30,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-import suite
 from suite.contracts import PLUGIN_BASES, Method, RecurrentModel, Task
 
 KINDS = ("methods", "tasks", "models")
@@ -102,7 +101,7 @@ def _param_table(schema: type) -> list[dict[str, Any]]:
 
 def builtin_dir(folder: str) -> Path | None:
     """The built-in plugin folder ``methods`` or ``datasets``, in a wheel or in a checkout."""
-    pkg = Path(suite.__file__).resolve().parent
+    pkg = Path(__file__).resolve().parent
     for candidate in (pkg / "_builtin" / folder, pkg.parent / folder):
         if candidate.is_dir():
             return candidate

@@ -170,7 +170,7 @@ def collect(results: list[str], suite, registry):
     """Admitted trials and curves of several stores (the first wins a repeated trial key)."""
     import pandas as pd
 
-    from suite.results import ResultsStore
+    from suite.store.results import ResultsStore
     from suite.suites.score import admit
 
     trials, curves, refused = [], [], []
@@ -201,7 +201,7 @@ def score_cmd(results: str = typer.Argument(..., help="results of `rnnbench suit
     """Per workload the leaderboard (CIs, ties with the best), and across workloads the benchmark score:
     mean rank, performance-profile area, IQM with its stratified bootstrap interval, time to target in updates."""
     suite, registry, _ = _load(suite_name, plugins, ("defaults",))
-    from suite.results import StoreError
+    from suite.store.results import StoreError
     from suite.suites.score import ScoreError, score
 
     sources = [results]
@@ -268,7 +268,7 @@ def report_cmd(results: str = typer.Argument(..., help="results of `rnnbench sui
                plugins: list[str] = PluginsOpt) -> None:
     """Write a static leaderboard site: index (benchmark score, profiles) and a page per workload."""
     suite, registry, _ = _load(suite_name, plugins, ("defaults",))
-    from suite.results import StoreError
+    from suite.store.results import StoreError
     from suite.suites.score import ScoreError, score
     from suite.suites.site import write_site
 
@@ -295,7 +295,7 @@ def cost_cmd(results: str = typer.Argument(..., help="results of `rnnbench suite
     """What a run cost: trials, failures and wall time per ruleset, workload and entry (sums over trials,
     i.e. core-seconds with one core per trial), and the totals."""
     suite, registry, _ = _load(suite_name, plugins, ("defaults",))
-    from suite.results import StoreError
+    from suite.store.results import StoreError
     from suite.suites.report_tables import cost_table, to_markdown
     from suite.suites.score import label_rows, reference_labels
 
@@ -334,7 +334,7 @@ def targets_cmd(results: str = typer.Argument(..., help="the reference store (e.
     suite, registry, _ = _load(suite_name, plugins, ("defaults",))
     import numpy as np
 
-    from suite.results import StoreError
+    from suite.store.results import StoreError
     from suite.suites.score import ScoreError, score
 
     try:

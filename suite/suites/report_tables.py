@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from suite.ranking import MIN_SEEDS_FOR_CI
+from suite.analysis.ranking import MIN_SEEDS_FOR_CI
 
 
 def _fmt(v: Any, digits: int = 4) -> str:

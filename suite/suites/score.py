@@ -8,7 +8,7 @@ than the suite's ``requires_rnnbench`` wrote it. Refused rows are never mixed in
 
 Each admitted row gets its entry *label*: the reference entry whose compiled configuration it is (matched by
 ``config_id``, exact), otherwise its method name (a new method). Then, per ruleset and workload, the ordinary
-leaderboard (:func:`suite.ranking.leaderboard`: the configuration with the best mean validation score per
+leaderboard (:func:`suite.analysis.ranking.leaderboard`: the configuration with the best mean validation score per
 label, test mean over seeds, BCa interval, ties with the best by a Holm-corrected paired t-test) and, across
 workloads, the **benchmark score** of each label:
 
@@ -100,7 +100,7 @@ def admit(trials: pd.DataFrame, suite: SuiteFile, source: str) -> Admission:
 
 def reference_labels(suite: SuiteFile, registry: Registry) -> dict[str, str]:
     """``config_id -> label`` of every reference configuration of the suite (both rulesets)."""
-    from suite.sweep import expand
+    from suite.run.sweep import expand
 
     out: dict[str, str] = {}
     for w in suite.workloads:
@@ -188,7 +188,7 @@ def _normalised_values(g: pd.DataFrame) -> dict[str, tuple[np.ndarray, tuple[flo
 def benchmark_score(boards: dict[str, pd.DataFrame], ttt: pd.DataFrame, na: dict[tuple[str, str], str],
                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The benchmark score table and the performance profiles over the workloads of one ruleset."""
-    from suite.stats import stratified_bootstrap_iqm
+    from suite.analysis.stats import stratified_bootstrap_iqm
 
     labels = sorted({m for b in boards.values() for m in b["method"]} |
                     {label for (w, label) in na if w in boards})
@@ -249,7 +249,7 @@ def benchmark_score(boards: dict[str, pd.DataFrame], ttt: pd.DataFrame, na: dict
 def score(trials: pd.DataFrame, curves: pd.DataFrame, suite: SuiteFile, registry: Registry,
           refused: list[str] | None = None, test: str = "ttest") -> SuiteScore:
     """Score admitted, labelled rows (see the module docstring)."""
-    from suite.ranking import leaderboard
+    from suite.analysis.ranking import leaderboard
 
     ref = reference_labels(suite, registry)
     rows = label_rows(trials, ref)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite import plots
+from suite.analysis import plots
 from suite.suites.report_tables import board_table, score_table
 from suite.suites.score import SuiteScore
 from suite.suites.spec import SuiteFile

@@ -167,9 +167,7 @@ def _problems_of(exc: ValidationError, lines: dict) -> list[Problem]:
 
 def builtin_suites_dir() -> Path | None:
     """``suites/`` of a checkout, or the copy inside an installed wheel."""
-    import suite as pkg
-
-    root = Path(pkg.__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]
     for candidate in (root / "_builtin" / "suites", root.parent / "suites"):
         if candidate.is_dir():
             return candidate

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from suite import compare
+from suite.analysis import compare
+from suite.analysis.ranking import leaderboard
 from suite.cli import app
-from suite.ranking import leaderboard
-from suite.record import CurvePoint, TrialRecord
-from suite.results import ResultsStore
+from suite.store.record import CurvePoint, TrialRecord
+from suite.store.results import ResultsStore
 
 # task -> method -> per-seed test values (rmse, lower is better); "slow" is a method twice as slow
 TESTS = {
@@ -136,7 +136,7 @@ def test_curves_are_not_carried_past_a_trials_end():
     import numpy as np
     import pandas as pd
 
-    from suite.plots import resample
+    from suite.analysis.plots import resample
 
     run = pd.DataFrame({"step": [50, 100, 150], "value": [3.0, 2.0, 1.0]})
     grid = np.array([0, 50, 120, 150, 151, 600], dtype=float)

@@ -1,4 +1,4 @@
-"""Hand-computed cases for suite.stats (leaderboard statistics)."""
+"""Hand-computed cases for suite.analysis.stats (leaderboard statistics)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from suite.stats import (
+from suite.analysis.stats import (
     bootstrap_ci,
     holm,
     iqm,

@@ -8,10 +8,10 @@ from conftest import read_wandb_run
 from ray.cluster_utils import Cluster
 
 from suite.manifest import load_manifest
-from suite.orchestrate import run_sweep
 from suite.registry import load_registry
-from suite.results import ResultsStore
-from suite.sweep import expand
+from suite.run.orchestrate import run_sweep
+from suite.run.sweep import expand
+from suite.store.results import ResultsStore
 
 pytestmark = pytest.mark.ray
 

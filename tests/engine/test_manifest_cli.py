@@ -85,7 +85,7 @@ def test_apply_override_errors():
 def test_method_budget_override_and_repeated_grid_values(write_manifest, toy_manifest_text):
     from suite.manifest import load_manifest
     from suite.registry import load_registry
-    from suite.sweep import expand
+    from suite.run.sweep import expand
 
     text = toy_manifest_text.replace("  - name: bptt\n", "  - name: bptt\n    budget: {steps: 50}\n").replace(
         "params: {window: 30, batch_size: 8}", "params: {window: {grid: [30, 30, 20]}, batch_size: 8}")
@@ -103,7 +103,7 @@ def test_shipped_manifests_validate():
 
 
 def test_dry_run_of_a_huge_grid_counts_without_building_it(write_manifest, toy_manifest_text, monkeypatch):
-    import suite.sweep
+    import suite.run.sweep
 
     text = toy_manifest_text.replace("params: {window: 30, batch_size: 8}",
                                      "params: {window: {grid: " + str(list(range(2, 10_002))) + "}, "
@@ -113,7 +113,7 @@ def test_dry_run_of_a_huge_grid_counts_without_building_it(write_manifest, toy_m
     def no_expand(*a, **k):
         raise AssertionError("the dry run's summary must not build the trial matrix")
 
-    monkeypatch.setattr(suite.sweep, "expand", no_expand)
+    monkeypatch.setattr(suite.run.sweep, "expand", no_expand)
     res = invoke("run", str(path), "--dry-run")
     assert res.exit_code == 0, res.output
     assert "100002 trials" in res.output and "--show-trials" in res.output  # 10^4 x 5 x 2 seeds + bptt x 2

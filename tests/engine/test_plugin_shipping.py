@@ -11,12 +11,12 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from suite import plugin_shipping
 from suite.manifest import load_manifest
-from suite.orchestrate import run_sweep
 from suite.registry import load_registry
-from suite.results import ResultsStore
-from suite.sweep import expand
+from suite.run import plugin_shipping
+from suite.run.orchestrate import run_sweep
+from suite.run.sweep import expand
+from suite.store.results import ResultsStore
 
 PLUGIN = '''
 from suite.contracts import Method, Params

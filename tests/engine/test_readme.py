@@ -45,8 +45,8 @@ def test_readme_numbers_are_generated_from_the_stored_results(monkeypatch):
 def test_leaderboard_json_keeps_full_precision():
     import json
 
-    from suite.ranking import leaderboard
-    from suite.results import ResultsStore
+    from suite.analysis.ranking import leaderboard
+    from suite.store.results import ResultsStore
 
     ref = ROOT / "tests" / "fixtures" / "suite-reference"
     result = CliRunner().invoke(app, ["leaderboard", str(ref), "--format", "json"])

@@ -9,10 +9,10 @@ import math
 import pandas as pd
 import pytest
 
-from suite.ranking import LeaderboardError, leaderboard, to_markdown
-from suite.record import TrialRecord, curve_points
-from suite.results import ResultsStore
-from suite.stats import bootstrap_ci
+from suite.analysis.ranking import LeaderboardError, leaderboard, to_markdown
+from suite.analysis.stats import bootstrap_ci
+from suite.store.record import TrialRecord, curve_points
+from suite.store.results import ResultsStore
 
 
 def rec(method: str, config: str, seed: int, val: float = 1.0, test: float = 1.0, status: str = "ok",
@@ -52,7 +52,7 @@ def test_a_rerun_replaces_a_row_and_its_curves(tmp_path):
 
 
 def test_missing_final_report_becomes_a_row():
-    from suite.sweep import TrialSpec
+    from suite.run.sweep import TrialSpec
 
     spec = TrialSpec(experiment="exp", task="t", task_params={}, model="gru", model_params={}, method="bptt",
                      method_params={}, optimizer={}, seed=0, budget={"steps": 1}, eval_every={"steps": 1},
@@ -169,7 +169,7 @@ def _store_with_k_trajectories(tmp_path):
 
 
 def test_trajectory_table_takes_the_last_value_at_each_point(tmp_path):
-    from suite.trajectories import metric_curves, trajectory_table
+    from suite.analysis.trajectories import metric_curves, trajectory_table
 
     store = _store_with_k_trajectories(tmp_path)
     long = metric_curves(store.trials("exp"), store.curves("exp"), "K", "diag")

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import ray
 
+from suite.analysis.ranking import leaderboard
 from suite.manifest import validate
-from suite.orchestrate import run_sweep
-from suite.ranking import leaderboard
 from suite.registry import load_registry
-from suite.results import ResultsStore
-from suite.sweep import expand
+from suite.run.orchestrate import run_sweep
+from suite.run.sweep import expand
+from suite.store.results import ResultsStore
 
 pytestmark = pytest.mark.ray
 

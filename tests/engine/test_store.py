@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from suite.ranking import leaderboard
-from suite.record import TRIALS_SCHEMA, CurvePoint, TrialRecord, record_from_row
-from suite.results import ResultsStore
-from suite.results_v1 import V1_CURVES_SCHEMA, V1_TRIALS_SCHEMA
+from suite.analysis.ranking import leaderboard
+from suite.store.record import TRIALS_SCHEMA, CurvePoint, TrialRecord, record_from_row
+from suite.store.results import ResultsStore
+from suite.store.results_v1 import V1_CURVES_SCHEMA, V1_TRIALS_SCHEMA
 
 
 def rec(i: int, experiment: str = "exp", method: str = "tbptt", status: str = "ok", run: str = "r1", **params) -> TrialRecord:

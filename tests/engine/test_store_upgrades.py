@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from suite.ranking import leaderboard
-from suite.record import TRIALS_SCHEMA
-from suite.results import IDENTITY_COLUMNS, ResultsStore, StoreError
+from suite.analysis.ranking import leaderboard
+from suite.store.record import TRIALS_SCHEMA
+from suite.store.results import IDENTITY_COLUMNS, ResultsStore, StoreError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stores"
 
@@ -86,7 +86,7 @@ def test_a_current_part_without_an_identity_column_is_refused(tmp_path):
 def test_curves_left_by_a_failed_flush_are_not_duplicated(tmp_path):
     """A flush that wrote its curves part and then failed (a full disk) writes the same points again with
     the trial row: readers show each point once, and compaction keeps one."""
-    from suite.record import CurvePoint, TrialRecord
+    from suite.store.record import CurvePoint, TrialRecord
 
     store = ResultsStore(tmp_path)
     r = TrialRecord(experiment="e", trial_key="k", config_id="c", task="t", model="gru", method="bptt", seed=0,

@@ -4,6 +4,7 @@ only suite.contracts and suite.training, and the suite's modules import each oth
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +45,8 @@ def test_plugins_never_import_each_other_or_registry_internals():
 
 
 def test_methods_import_only_the_contract_the_toolbox_and_libraries():
-    allowed_suite = ("suite.contracts", "suite.training", "suite.ops", "suite.adaptive_truncation", "suite.smt",
-                     "suite.gradient_fidelity")
+    allowed_suite = ("suite.contracts", "suite.training", "suite.ops", "suite.training.adaptive_truncation", "suite.smt",
+                     "suite.training.gradient_fidelity")
     example = ROOT / "tests" / "fixtures" / "example_plugins" / "tbptt_annealed.py"
     suite_imports = {m for m in _imports(example) if m.split(".")[0] == "suite"}
     assert suite_imports <= {"suite.contracts", "suite.training"}, suite_imports  # a TBPTT variant: one file, two imports
@@ -83,3 +84,40 @@ def test_suite_modules_import_without_a_cycle():
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def _import_graph():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "benchmarks" / "import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_layers_hold_no_import_runs_upward():
+    """contract < toolbox < manifest/registry < store < run, analysis < suites, conformance < faces (api, cli);
+    analysis never imports run, the store imports neither; lazy imports inside functions count too."""
+    offenders = _import_graph().upward(ROOT)
+    assert not offenders, "imports running upward:\n" + "\n".join(offenders)
+
+
+def test_the_layer_rule_catches_an_upward_import(tmp_path):
+    graph = _import_graph()
+    shutil.copytree(ROOT / "suite", tmp_path / "suite")
+    bad = tmp_path / "suite" / "store" / "results.py"
+    bad.write_text(bad.read_text() + "\n\ndef _oops():\n    from suite.run.orchestrate import run_sweep  # noqa\n")
+    assert any("suite.store.results -> suite.run.orchestrate" in x for x in graph.upward(tmp_path))
+
+
+def test_every_module_lives_in_a_room():
+    """suite/ holds only the contract, the registry, the manifest and the faces at the top; the rest is in the
+    rooms (run, store, analysis, training and its toolbox folders, suites). Old paths are aliases of the new."""
+    graph = _import_graph()
+    top = {n for n, p in graph.modules(ROOT).items() if n.count(".") == 1 and p.name != "__init__.py"}
+    assert top == {"suite._version", "suite.api", "suite.cli", "suite.conformance", "suite.contracts", "suite.datafiles",
+                   "suite.manifest", "suite.manifest_yaml", "suite.readme_blocks", "suite.registry"}, sorted(top)
+    import suite.results
+    import suite.store.results
+
+    assert suite.results is suite.store.results  # `from suite.results import ResultsStore` keeps working

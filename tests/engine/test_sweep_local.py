@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import ray
 
+from suite.analysis.ranking import leaderboard
 from suite.manifest import load_manifest
-from suite.orchestrate import run_sweep
-from suite.ranking import leaderboard
 from suite.registry import load_registry
-from suite.results import ResultsStore
-from suite.sweep import expand
+from suite.run.orchestrate import run_sweep
+from suite.run.sweep import expand
+from suite.store.results import ResultsStore
 
 pytestmark = pytest.mark.ray
 FIXTURE_PLUGINS = str(Path(__file__).resolve().parent.parent / "fixtures" / "plugins")
@@ -144,8 +144,8 @@ def test_optuna_failed_configuration_is_a_fail_trial():
     import optuna
     import pandas as pd
 
-    from suite.budget import FAILED_SCORE
-    from suite.optuna_search import _outcome, _score
+    from suite.run.budget import FAILED_SCORE
+    from suite.run.optuna_search import _outcome, _score
 
     ok = pd.DataFrame({"status": ["ok", "ok"], "selection_score": [0.8, 0.6], "direction": ["max", "max"]})
     failed = pd.DataFrame({"status": ["ok", "diverged"], "selection_score": [0.1, float("nan")], "direction": ["min"] * 2})

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from suite.manifest import load_manifest
-from suite.record import TrialRecord
 from suite.registry import load_registry
-from suite.sweep import expand
-from suite.trial import execute_trial
+from suite.run.sweep import expand
+from suite.run.trial import execute_trial
+from suite.store.record import TrialRecord
 
 
 def trials_of(path, *overrides):
@@ -145,7 +145,7 @@ def test_a_trial_log_is_capped_to_its_head_and_tail(tmp_path):
     last halves around a line that says how much was dropped."""
     import os
 
-    from suite.trial_guard import cap_log, capture_output
+    from suite.run.trial_guard import cap_log, capture_output
 
     log = tmp_path / "t.log"
     with capture_output(log, limit_bytes=4096):

@@ -15,8 +15,8 @@ from conftest import TOY_MANIFEST
 from typer.testing import CliRunner
 
 from suite.cli import app
-from suite.record import TrialRecord, records_to_table
-from suite.results import ResultsStore
+from suite.store.record import TrialRecord, records_to_table
+from suite.store.results import ResultsStore
 
 runner = CliRunner()
 BASE = TOY_MANIFEST.format(name="toy")

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from suite.results import ResultsStore
+from suite.store.results import ResultsStore
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from suite.lock import ExperimentLock, LockedError
-from suite.results import ResultsStore
+from suite.store.lock import ExperimentLock, LockedError
+from suite.store.results import ResultsStore
 
 ROUNDS = 100
 

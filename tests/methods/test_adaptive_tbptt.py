@@ -11,7 +11,13 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from suite.adaptive_truncation import (
+from suite.contracts import IOSpec, NoParams, RecurrentModel, SequenceData, TrainData
+from suite.models.rnn import GRU, LSTM, Elman, RNNParams
+from suite.registry import load_registry
+from suite.run.sweep import TrialSpec
+from suite.run.trial import execute_trial
+from suite.training import buffered_segment
+from suite.training.adaptive_truncation import (
     choose_K,
     cumulative_norms,
     estimate_log_beta_ols,
@@ -21,13 +27,7 @@ from suite.adaptive_truncation import (
     relative_bias,
     tail_bound,
 )
-from suite.contracts import IOSpec, NoParams, RecurrentModel, SequenceData, TrainData
-from suite.gradient_fidelity import fidelity_diagnostics
-from suite.models.rnn import GRU, LSTM, Elman, RNNParams
-from suite.registry import load_registry
-from suite.sweep import TrialSpec
-from suite.training import buffered_segment
-from suite.trial import execute_trial
+from suite.training.gradient_fidelity import fidelity_diagnostics
 
 AdaptiveTBPTT = load_registry().get("methods", "adaptive_tbptt")
 AdaptiveTBPTTParams = AdaptiveTBPTT.Params
@@ -487,7 +487,7 @@ def test_clip_per_output_scales_the_threshold_by_one_over_K():
     AdaptiveTBPTT(AdaptiveTBPTTParams(K0=4, W=8, batch_size=1, lr_scaling="none")).train(model, data, default)
     assert default.clip_scales == [1.0, 1.0]
 
-    from suite.context import TrainContext
+    from suite.run.context import TrainContext
 
     for p in model.parameters():
         p.grad = torch.full_like(p, 3.0)

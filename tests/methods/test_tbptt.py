@@ -10,12 +10,12 @@ import torch
 from pydantic import ValidationError
 
 from suite.contracts import IOSpec, NoParams, RecurrentModel, SequenceData, TrainData
-from suite.gradient_fidelity import fidelity_diagnostics, full_bptt_gradient, gradient_fidelity, probe_batch
 from suite.models.rnn import GRU, LSTM, Elman, RNNParams
 from suite.registry import load_registry
-from suite.sweep import TrialSpec
+from suite.run.sweep import TrialSpec
+from suite.run.trial import execute_trial
 from suite.training import burn_in_loss, trainable_parameters, window_starts
-from suite.trial import execute_trial
+from suite.training.gradient_fidelity import fidelity_diagnostics, full_bptt_gradient, gradient_fidelity, probe_batch
 
 REGISTRY = load_registry()
 TBPTT = REGISTRY.get("methods", "tbptt")

@@ -193,7 +193,7 @@ def test_adaptive_alpha_rule(gtf):
 
 def test_deer_method_gradient_hook_equals_full_bptt():
     from suite.contracts import IOSpec, SequenceData, TrainData
-    from suite.gradient_fidelity import full_bptt_gradient
+    from suite.training.gradient_fidelity import full_bptt_gradient
 
     model = _gru(5)
     probe = SequenceData(torch.randn(3, 90, 3, dtype=torch.float64), torch.randn(3, 90, 2, dtype=torch.float64))

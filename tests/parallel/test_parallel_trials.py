@@ -8,8 +8,8 @@ import math
 import torch
 from parallel_helpers import make_model, plugin
 
-from suite.sweep import TrialSpec
-from suite.trial import execute_trial
+from suite.run.sweep import TrialSpec
+from suite.run.trial import execute_trial
 
 
 def spec(task, task_params, model, model_params, method, method_params, steps=4, **extra):

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from suite.contracts import STEP, IOSpec, NoParams, RecurrentModel, SequenceData
 from suite.models.rnn import GRU, RNNParams
 from suite.registry import load_registry
+from suite.run.sweep import TrialSpec
+from suite.run.trial import execute_trial
 from suite.smt.adapter import ModelStudent, TransformerUpdater
 from suite.smt.batch import dmt_batch, sample_smt_batch, smt_batch, token_rows
 from suite.smt.evaluation import (
@@ -32,8 +34,6 @@ from suite.smt.objective import (
     smt_forward,
 )
 from suite.smt.teacher import Teacher, TeacherConfig, rms_normalize
-from suite.sweep import TrialSpec
-from suite.trial import execute_trial
 
 REGISTRY = load_registry()
 MarkovTokens = REGISTRY.get("tasks", "markov-tokens")

@@ -17,10 +17,10 @@ import scipy.stats
 import yaml
 from typer.testing import CliRunner
 
+from suite.analysis.ranking import leaderboard
 from suite.cli import app
-from suite.ranking import leaderboard
 from suite.registry import load_registry
-from suite.results import ResultsStore
+from suite.store.results import ResultsStore
 from suite.suites.score import TAUS, admit, score
 from suite.suites.spec import load_suite
 
