@@ -147,11 +147,15 @@ def list_plugins(kind: Kind = typer.Argument(..., help="methods, tasks or models
             table.add_row(f"[red]{_plain(info['name'])}[/]", f"[red]failed to load: {_plain(info['error'])}[/]",
                           _plain(info["origin"]), "")
             continue
-        params = "\n".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in info["params"]) or "-"
+        params = "\n".join(f"{p['name']}: {p['type']} = {p['default']!r}" + (f" — {p['description']}" if p["description"] else "")
+                           for p in info["params"]) or "-"
         extra = info.get("capabilities") or info.get("requires") or [
             f"{m['name']} ({m['direction']}{', ' + m['unit'] if m['unit'] else ''})" for m in info.get("metrics", [])]
         if kind == Kind.methods:
-            extra = ["requires: " + (", ".join(extra) or "-")]
+            space = info.get("search_space")
+            extra = ["requires: " + (", ".join(extra) or "-"),
+                     "tuned: " + (", ".join(f"{k} {v}" for k, v in space.items()) or "learning rate only" if space is not None
+                                  else "no search space (defaults ruleset only)")]
         table.add_row(info["name"], _plain(info["summary"]), _plain(params), _plain("\n".join(extra)))
     out.print(table)
 

@@ -72,6 +72,7 @@ class PluginInfo:
             out["capabilities"] = sorted(cls.capabilities)
         elif issubclass(cls, Method):
             out["requires"] = sorted(cls.requires)
+            out["search_space"] = getattr(cls, "search_space", None)
         elif issubclass(cls, Task):
             out["family"] = cls.family
             out["metrics"] = [
@@ -85,7 +86,13 @@ def _param_table(schema: type) -> list[dict[str, Any]]:
     rows = []
     for name, f in schema.model_fields.items():
         ann = f.annotation
-        type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+        choices = _literal_choices(ann)
+        if choices is not None:
+            type_name = "one of " + ", ".join(repr(c) for c in choices)
+        else:
+            type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+            if type_name == "Literal":
+                type_name = str(ann).replace("typing.", "")
         default = None if f.is_required() else f.get_default(call_default_factory=True)
         rows.append(
             {
@@ -94,9 +101,23 @@ def _param_table(schema: type) -> list[dict[str, Any]]:
                 "default": default,
                 "required": f.is_required(),
                 "description": f.description or "",
+                **({"choices": list(choices)} if choices is not None else {}),
             }
         )
     return rows
+
+
+def _literal_choices(ann: Any) -> tuple | None:
+    """The allowed values of a ``Literal[...]`` annotation (also inside ``Optional``), else None."""
+    import typing
+
+    if typing.get_origin(ann) is typing.Literal:
+        return typing.get_args(ann)
+    args = typing.get_args(ann)
+    literals = [a for a in args if typing.get_origin(a) is typing.Literal]
+    if literals:
+        return tuple(v for a in literals for v in typing.get_args(a)) + ((None,) if type(None) in args else ())
+    return None
 
 
 def builtin_dir(folder: str) -> Path | None:

@@ -16,8 +16,9 @@ from rich.table import Table
 
 suite_app = typer.Typer(add_completion=False, no_args_is_help=True, help="the benchmark of record: suites of fixed "
                         "workloads, rulesets, reference results, scoring")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# full width when not a terminal (logs, CI): a table folded at 80 columns splits numbers
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 240)
 
 SuiteArg = typer.Argument(..., help="suite name (v1-cpu) or suite file")
 PluginsOpt = typer.Option([], "--plugins", help="extra plugin folder (repeatable)")
