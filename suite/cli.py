@@ -202,6 +202,8 @@ def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin
         for f in found:
             if show_all or f.ok is not True:
                 result = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[yellow]skipped[/]"}[f.ok]
+                if f.ok is None and str(f.message).startswith("warning:"):
+                    result = "[yellow]warning[/]"
                 table.add_row(f.kind, _plain(f.name), _plain(f.check), result, _plain(f.message))
         if table.row_count:
             out.print(table)

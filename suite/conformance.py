@@ -133,6 +133,10 @@ class _Findings:
         self.add(check, False, message)
         return False
 
+    def warn(self, check: str, message: str) -> None:
+        """Not a failure, but probably a mistake: reported as a warning (ok is None, message 'warning: ...')."""
+        self.add(check, None, f"warning: {message}")
+
     def skip(self, check: str, message: str) -> None:
         self.add(check, None, message)
 
@@ -360,6 +364,10 @@ def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, regi
     if dupes:
         problems.append(f"metric names repeated: {dupes}")
     f.check("metrics", problems, f"{names}")
+    for m in metrics:  # an error or loss bounded below by 0 is minimised; 'max' there is almost surely a slip
+        if getattr(m, "direction", None) == "max" and getattr(m, "low", None) == 0 and getattr(m, "high", None) is None:
+            f.warn("metric_direction", f"metric {m.name!r} is bounded below by 0 and unbounded above (an error or a "
+                                       "loss) but declared 'max': higher would be better")
     primary = getattr(cls, "primary_metric", None)
     if primary in names:
         f.ok("primary_metric", repr(primary))
@@ -433,6 +441,13 @@ def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, regi
     if quick and len(splits) > 1:
         f.skip("split", f"quick: only {to_check} checked")
 
+    names_loaded = sorted(loaded)
+    for i, a in enumerate(names_loaded):
+        for b in names_loaded[i + 1:]:
+            da, db = loaded[a], loaded[b]
+            if da.x.shape == db.x.shape and da.y.shape == db.y.shape and bool((da.x == db.x).all()) and bool((da.y == db.y).all()):
+                f.warn("distinct_splits", f"splits {a!r} and {b!r} hold the same data: a score on one is a score on the "
+                                          "other (train on test?)")
     if "val" not in loaded:
         f.skip("evaluate", "no conforming val split to evaluate on")
         return

@@ -137,8 +137,13 @@ class _Trial:
                 ctx.stop_clock()
                 if record.status == "ok" and ctx.steps == 0:
                     record.status = "error"
-                    record.error = (f"the method made no update within its budget {spec.budget}: its score would be "
-                                    "the untrained model's; raise the budget")
+                    if ctx.done:  # a time budget spent before the first update
+                        record.error = (f"the method made no update within its budget {spec.budget}: its score would "
+                                        "be the untrained model's; raise the budget")
+                    else:  # train returned with budget left and no update counted
+                        record.error = (f"the method's train returned without calling ctx.step (no update was counted; "
+                                        f"budget {spec.budget} left): call ctx.step once per parameter update, until it "
+                                        "returns True")
             if ctx is not None and record.status in ("ok", "timeout"):
                 self._restore_best(ctx)
                 try:
