@@ -422,14 +422,20 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
         sys.stdout.write(to_markdown(board) + "\n")
     else:
         headers, rows = display_rows(board)
+        named = [dict(zip(headers, r)) for r in rows]  # by column name: a new column never shifts another
+        shown = [h for h in headers if h != "params"]
+        if out.width < 150:  # a narrow terminal: drop the columns a reader misses least, never split a number
+            shown = [h for h in shown if h not in ("experiment", "budget", "at", "peak MiB", "wall s", "p vs best")]
+        numeric = {"rank", "test mean ± std", "95% CI", "p vs best", "seeds ok", "wall s", "peak MiB"}
         table = Table(title=f"rnnbench leaderboard ({results}); ≈: tied with the best (paired {test}, Holm, 5 %)")
-        for h in headers[:-1]:
-            table.add_column(h, overflow="fold")
-        for r in rows:
-            table.add_row(*(_plain(c) for c in r[:-1]))
+        for h in shown:
+            table.add_column(h, overflow="fold", no_wrap=h in numeric)
+        for r in named:
+            table.add_row(*(_plain(r[h]) for h in shown))
         out.print(table)
-        for r in rows:
-            out.print(_plain(f"  {r[4]} ({r[1]}, {r[3]}): {r[-1] or 'defaults'}"), highlight=False, soft_wrap=True)
+        for r in named:
+            out.print(_plain(f"  {r['method']} ({r['task']}, {r['model']}): {r['params'] or 'defaults'}"), highlight=False,
+                      soft_wrap=True)
         counts = store.connect(experiment).sql("SELECT status, count(*) FROM trials GROUP BY 1 ORDER BY 1").fetchall()
         out.print("trials: " + ", ".join(f"{k} {v}" for k, v in counts), soft_wrap=True)
 
