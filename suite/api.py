@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from suite.manifest import Manifest
     from suite.registry import Registry
+    from suite.run.options import RunOptions
     from suite.run.orchestrate import SweepOutcome
     from suite.run.sweep import TrialMatrix
     from suite.store.results import ResultsStore
@@ -151,21 +152,26 @@ def invocations(store: ResultsStore, experiment: str) -> list[dict[str, Any]]:
     return run_records(store, experiment)
 
 
-def run(file: str | Path, *, results: str | Path = "results", resume: bool = False, retry_failed: bool = False,
-        retry_diverged: bool = False, overrides: list[str] = (), plugins: list[str] = (),
-        data_dir: str | Path | None = None, storage: str | None = None, address: str | None = None,
-        max_concurrent: int | None = None, wandb: str | None = None, num_cpus: int | None = None,
-        force_unlock: bool = False, wait_for_resources_s: float = 0.0, console: Any = None,
-        prepared: PreparedRun | None = None, log: Callable[[str], None] | None = None) -> SweepOutcome:
-    """Run a manifest's sweep (as ``rnnbench run``); raises :class:`UsageError` on bad input before any trial."""
+def run(file: str | Path, *, options: RunOptions | None = None, overrides: list[str] = (), plugins: list[str] = (),
+        retry_failed: bool = False, retry_diverged: bool = False, console: Any = None,
+        prepared: PreparedRun | None = None, log: Callable[[str], None] | None = None, **option_kwargs: Any) -> SweepOutcome:
+    """Run a manifest's sweep (as ``rnnbench run``); raises :class:`UsageError` on bad input before any trial.
+
+    How to run it is a :class:`~suite.run.options.RunOptions` (``options=``) or its fields as keyword arguments
+    (``results=``, ``resume=``, ``address=``, ``max_concurrent=``, ``wandb=``, ``data_dir=``, ...)."""
+    from suite.run.options import RunOptions
     from suite.run.orchestrate import SweepError, SweepOutcome, run_sweep
     from suite.store.results import ResultsStore, StoreError
 
+    try:
+        opts = (options or RunOptions()).merged(**option_kwargs)
+    except TypeError as exc:
+        raise UsageError(str(exc)) from None
     prepared = prepared or prepare(file, plugins=list(plugins), overrides=list(overrides))
     manifest = prepared.manifest
-    if (retry_failed or retry_diverged) and not resume:
+    if (retry_failed or retry_diverged) and not opts.resume:
         raise UsageError("--retry-failed / --retry-diverged rerun rows of an earlier run: add --resume")
-    results = str(results)
+    results = opts.results
     if "://" not in results and Path(results).expanduser().exists() and not Path(results).expanduser().is_dir():
         raise UsageError(f"--results {results} is a file; give a directory for the results (it is created if missing)")
     store = ResultsStore(results)
@@ -173,27 +179,26 @@ def run(file: str | Path, *, results: str | Path = "results", resume: bool = Fal
         existing = store.finished_keys(manifest.name)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
-    if existing and not resume:
+    if existing and not opts.resume:
         raise UsageError(f"{results} already holds {len(existing)} trial rows of experiment {manifest.name!r}. "
                          f"Use --resume to run only the missing trials, choose another --results directory, "
                          f"or rename the experiment (--set name=...).")
-    ddir = data_dir_of(prepared, data_dir)
+    ddir = data_dir_of(prepared, opts.data_dir)
     check_data(prepared, ddir)
-    retry = (("error", "timeout") if retry_failed else ()) + (("diverged",) if retry_diverged else ())
-    arguments = {"results": results, "resume": resume, "retry": list(retry), "data_dir": str(ddir),
-                 "storage": storage, "address": address, "max_concurrent": max_concurrent, "wandb": wandb,
-                 "num_cpus": num_cpus}
+    retry = opts.retry + (("error", "timeout") if retry_failed else ()) + (("diverged",) if retry_diverged else ())
+    opts = opts.merged(retry=retry, data_dir=str(ddir), plugin_dirs=[*prepared.plugins, *manifest.plugins])
+    arguments = {"results": results, "resume": opts.resume, "retry": list(retry), "data_dir": str(ddir),
+                 "storage": opts.storage, "address": opts.address, "max_concurrent": opts.max_concurrent,
+                 "wandb": opts.wandb, "num_cpus": opts.num_cpus}
+    max_concurrent, num_cpus = opts.max_concurrent, opts.num_cpus
 
     def sweep(specs: list, resume_flag: bool) -> SweepOutcome:
-        return run_sweep(manifest, specs, results_dir=results, storage=storage, address=address, resume=resume_flag,
-                         retry=retry, max_concurrent=max_concurrent, wandb_mode=wandb, data_dir=str(ddir),
-                         plugin_dirs=[*prepared.plugins, *manifest.plugins], console=console, num_cpus=num_cpus,
-                         force_unlock=force_unlock, wait_for_resources_s=wait_for_resources_s)
+        return run_sweep(manifest, specs, opts.merged(resume=resume_flag), console=console)
 
     try:
         record_invocation(store, prepared, arguments)
         if manifest.search.algorithm != "optuna":
-            return sweep(prepared.matrix.trials, resume)
+            return sweep(prepared.matrix.trials, opts.resume)
         from suite.run.optuna_search import run_optuna
 
         batch = max_concurrent or manifest.max_concurrent or max(

@@ -258,6 +258,7 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
     from suite.api import UsageError, prepare
     from suite.api import run as run_api
     from suite.manifest import ManifestError
+    from suite.run.options import RunOptions
 
     try:
         if dry_run:
@@ -271,11 +272,12 @@ def run(file: Path = typer.Argument(..., help="manifest YAML"),
                           f"asked adaptively; the matrix above shows one draw")
             return
         prepared = prepare(file, plugins=plugins, overrides=overrides)
-        outcome = run_api(file, results=results, resume=resume, retry_failed=retry_failed,
-                          retry_diverged=retry_diverged, data_dir=data_dir, storage=storage, address=address,
-                          max_concurrent=max_concurrent, wandb=wandb.value if wandb else None, num_cpus=num_cpus,
-                          force_unlock=force_unlock, wait_for_resources_s=wait_for_resources, console=err,
-                          prepared=prepared, log=err.print)
+        options = RunOptions(results=results, storage=storage, address=address, resume=resume,
+                             max_concurrent=max_concurrent, wandb=wandb.value if wandb else None,
+                             data_dir=str(data_dir) if data_dir else None, num_cpus=num_cpus,
+                             force_unlock=force_unlock, wait_for_resources_s=wait_for_resources)
+        outcome = run_api(file, options=options, retry_failed=retry_failed, retry_diverged=retry_diverged,
+                          console=err, prepared=prepared, log=err.print)
     except (UsageError, ManifestError) as exc:
         raise _fail(str(exc)) from None
     _finish_run(outcome, results)

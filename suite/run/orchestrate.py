@@ -25,6 +25,7 @@ from rich.console import Console
 
 from suite.manifest import Manifest
 from suite.run import plugin_shipping
+from suite.run.options import RunOptions
 from suite.run.sweep import TrialSpec
 from suite.run.wandb_run import WandbSettings, drain_loggers, start_loggers
 from suite.store.lock import ExperimentLock, LockedError
@@ -176,40 +177,38 @@ def _check_storage(path: str) -> None:
 MAX_TUNE_RESTARTS = 3  #: rounds of a fresh Tuner after Ray Tune itself failed (e.g. workers killed for memory)
 
 
-def run_sweep(manifest: Manifest, trials: list[TrialSpec], *, results_dir: str | Path, storage: str | None = None,
-              address: str | None = None, resume: bool = False, retry: tuple[str, ...] = (),
-              max_concurrent: int | None = None, wandb_mode: str | None = None, data_dir: str | None = None,
-              plugin_dirs: list[str] | None = None, console: Console | None = None, num_cpus: int | None = None,
-              flush_every: int = 200, flush_s: float = 5.0, compact: bool = True, force_unlock: bool = False,
-              wait_for_resources_s: float = 0.0) -> SweepOutcome:
-    """Run ``trials`` on Ray Tune; rows land in ``results_dir`` (a path or URI). Returns what ran and how it ended.
+def run_sweep(manifest: Manifest, trials: list[TrialSpec], options: RunOptions | None = None, *,
+              console: Console | None = None, **kwargs: Any) -> SweepOutcome:
+    """Run ``trials`` on Ray Tune as ``options`` say (:class:`~suite.run.options.RunOptions`; keyword arguments
+    such as ``results_dir=``, ``address=`` build one); rows land in ``options.results`` (a path or URI). Returns
+    what ran and how it ended.
 
     ``resume`` skips trials that have a row, except those whose status is in ``retry`` (e.g. ``("error",
     "timeout")``). Raises :class:`SweepError` when the sweep cannot start (locked experiment, unreachable
     cluster, resources no node has, unwritable storage); once trials run, nothing a trial does stops the
     sweep, and a Ctrl-C keeps every finished row (``interrupted`` in the outcome)."""
+    options = (options or RunOptions()).merged(**kwargs)
     console = console or Console(stderr=True)
-    store = ResultsStore(results_dir)
+    store = ResultsStore(options.results)
     lock = ExperimentLock(store, manifest.name)
     try:
-        note = lock.acquire(force=force_unlock)
+        note = lock.acquire(force=options.force_unlock)
     except LockedError as exc:
         raise SweepError(str(exc)) from None
     notes = [note] if note else []
     try:
-        return _run_locked(manifest, trials, store, console, notes, storage=storage, address=address, resume=resume,
-                           retry=retry, max_concurrent=max_concurrent, wandb_mode=wandb_mode, data_dir=data_dir,
-                           plugin_dirs=plugin_dirs, num_cpus=num_cpus, flush_every=flush_every, flush_s=flush_s,
-                           compact=compact, wait_for_resources_s=wait_for_resources_s)
+        return _run_locked(manifest, trials, store, console, notes, options)
     finally:
         lock.release()
 
 
 def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore, console: Console, notes: list[str],
-                *, storage: str | None, address: str | None, resume: bool, retry: tuple[str, ...],
-                max_concurrent: int | None, wandb_mode: str | None, data_dir: str | None,
-                plugin_dirs: list[str] | None, num_cpus: int | None, flush_every: int, flush_s: float,
-                compact: bool, wait_for_resources_s: float) -> SweepOutcome:
+                options: RunOptions) -> SweepOutcome:
+    o = options
+    storage, address, resume, retry = o.storage, o.address, o.resume, o.retry
+    max_concurrent, wandb_mode, data_dir, plugin_dirs = o.max_concurrent, o.wandb, o.data_dir, list(o.plugin_dirs)
+    num_cpus, flush_every, flush_s, compact = o.num_cpus, o.flush_every, o.flush_s, o.compact
+    wait_for_resources_s = o.wait_for_resources_s
     for note in notes:
         console.print(note)
     if store.has_legacy():

@@ -117,3 +117,14 @@ def test_dry_run_of_a_huge_grid_counts_without_building_it(write_manifest, toy_m
     res = invoke("run", str(path), "--dry-run")
     assert res.exit_code == 0, res.output
     assert "100002 trials" in res.output and "--show-trials" in res.output  # 10^4 x 5 x 2 seeds + bptt x 2
+
+
+def test_run_options_are_one_object():
+    """A run option lives in RunOptions; the old keyword names of run_sweep keep working, unknown ones are named."""
+    from suite.run.options import RunOptions
+
+    o = RunOptions.from_kwargs(results_dir="r", wandb_mode="disabled", retry=["error"], plugin_dirs=["p"])
+    assert (o.results, o.wandb, o.retry, o.plugin_dirs) == ("r", "disabled", ("error",), ("p",))
+    assert o.merged(resume=True).resume and not o.resume  # frozen: merged returns a new object
+    with pytest.raises(TypeError, match="unknown run option 'colour'"):
+        RunOptions.from_kwargs(colour="red")
