@@ -29,7 +29,7 @@ def score_table(table: pd.DataFrame) -> pd.DataFrame:
             "mean rank ↓": _fmt(r["mean_rank"], 3),
             "profile area ↑": _fmt(r["profile_area"], 3),
             "IQM ↓ [95% CI]": "—" if math.isnan(r["iqm"]) else f"{_fmt(r['iqm'], 3)} [{_fmt(r['iqm_low'], 3)}, {_fmt(r['iqm_high'], 3)}]",
-            "ranked/applicable": f"{r['ranked']}/{r['workloads']}",
+            "ranked/applicable": f"{r['ranked']}/{r['workloads']}" + (f" ({r['missing']} missing)" if r.get("missing") else ""),
             "target reached": f"{r['ttt_reached']}/{r['ttt_runs']}",
             "updates to target": _fmt(r["ttt_median_steps"], 4),
         })

@@ -13,7 +13,8 @@ label, test mean over seeds, BCa interval, ties with the best by a Holm-correcte
 workloads, the **benchmark score** of each label:
 
 * ``mean_rank``: its rank among the entries applicable to a workload (1 = best; ties share the mean rank; a
-  failed entry ranks after every ranked one), averaged over the workloads where it applies;
+  failed entry ranks after every ranked one), averaged over the workloads where it applies; a workload where an
+  entry has no rows at all (a store still being filled) is *missing* for it: counted apart, not ranked;
 * ``profile_area``: the performance profile (Dolan & Moré, as AlgoPerf) -- per workload the ratio of its test
   mean to the best one (best / value for ``max`` metrics), rho(tau) the fraction of its applicable workloads
   with ratio <= tau -- and its normalised area over tau in [1, 4]: 1 = best on every workload, 0 = never
@@ -197,14 +198,18 @@ def benchmark_score(boards: dict[str, pd.DataFrame], ttt: pd.DataFrame, na: dict
     values: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}
     norms: dict[str, dict[str, tuple[float, float]]] = {label: {} for label in labels}
     applicable = {label: 0 for label in labels}
+    missing = {label: 0 for label in labels}
     for workload, b in boards.items():
         direction = b["direction"].dropna().iloc[0] if b["direction"].notna().any() else "min"
         raw: dict[str, float] = {}
         for label in labels:
             if (workload, label) in na:
                 continue
-            applicable[label] += 1
             row = b[b["method"] == label]
+            if row.empty:  # no rows at all (a partial store): missing, neither ranked nor counted as failed
+                missing[label] += 1
+                continue
+            applicable[label] += 1
             ranked = not row.empty and row["status"].iloc[0] == "ranked"
             raw[label] = float(row["test_mean"].iloc[0]) if ranked else math.nan
         s = pd.Series(raw, dtype=float)
@@ -238,7 +243,7 @@ def benchmark_score(boards: dict[str, pd.DataFrame], ttt: pd.DataFrame, na: dict
         all_reached = t[(t["reached"] == t["seeds"]) & (t["seeds"] > 0)] if not t.empty else t
         rows.append({"label": label, "mean_rank": float(np.mean(ranks[label])) if ranks[label] else math.nan,
                      "profile_area": area, "iqm": point, "iqm_low": low, "iqm_high": high,
-                     "workloads": applicable[label], "ranked": len(values[label]),
+                     "workloads": applicable[label], "ranked": len(values[label]), "missing": missing[label],
                      "ttt_reached": int(t["reached"].sum()) if not t.empty else 0,
                      "ttt_runs": int(t["seeds"].sum()) if not t.empty else 0,
                      "ttt_median_steps": float(np.median(all_reached["median_steps"])) if len(all_reached) else math.inf})
