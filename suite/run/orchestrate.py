@@ -122,6 +122,9 @@ def _ensure_ray(address: str | None, num_cpus: int | None) -> None:
         try:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING)
+            from suite.run import ray_watchdog
+
+            ray_watchdog.start()  # the instance must not outlive a driver killed with SIGKILL
         except Exception as exc:  # noqa: BLE001  (Ray raises many kinds; the user needs one line and a way out)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise SweepError(f"could not start a local Ray instance ({first}). The machine may be loaded or short "

@@ -241,3 +241,30 @@ def test_sigterm_ends_a_sweep_with_a_trial_in_flight_promptly(tmp_path, ray_tmp)
     assert set(got) == {"bptt"} and got["bptt"]["status"] == "ok"  # the finished row is kept
     assert not (results / "locks" / "faults.lock").exists()
     assert list((results / "wandb").rglob("*.wandb")), "the finished trial's offline W&B run is written"
+
+
+def test_a_sigkilled_driver_leaves_no_ray_processes(tmp_path, ray_tmp):
+    """After SIGKILL of the driver, its local Ray instance (GCS, raylet, dashboard and runtime-env agents,
+    workers) used to stay alive with PPID 1: the watchdog rnnbench starts with the instance stops them."""
+    path = manifest(tmp_path, "  - name: blocking")
+    results = tmp_path / "results"
+    proc = cli(["run", str(path), "--results", str(results), "--plugins", PLUGINS, "--wandb", "disabled"],
+               ray_tmp, tmp_path, background=True)
+    logs = results / "logs" / "faults"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if logs.exists() and any("going to sleep" in p.read_text() for p in logs.glob("*.log")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    driver = psutil.Process(proc.pid)
+    left_behind = [p for p in driver.children(recursive=True) if "ray_watchdog" not in " ".join(p.cmdline())]
+    names = {p.name() for p in left_behind}
+    assert any("raylet" in n for n in names) and any("gcs_server" in n for n in names), names
+    proc.kill()
+    proc.communicate()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in left_behind):
+        time.sleep(0.5)
+    alive = [f"{p.pid} {p.name()}" for p in left_behind if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"still running 30 s after the driver's SIGKILL: {alive}"
