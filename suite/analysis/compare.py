@@ -78,7 +78,10 @@ def across_tasks(board: pd.DataFrame, taus: np.ndarray | None = None, seed: int 
             if directions[task] == "max":  # orient: lower is better
                 v, best, worst = -v, -best, -worst
             values[task] = v
-            normalise[task] = (best, worst if worst != best else best + 1.0)
+            # a task with one ranked entry (best == worst): |best| is the unit, so rescaling the metric (seconds to
+            # milliseconds, MSE x 100) leaves the IQM and its interval unchanged; 1.0 only when best is 0
+            unit = abs(best) if best != 0 else 1.0
+            normalise[task] = (best, worst if worst != best else best + unit)
         point, low, high = stratified_bootstrap_iqm(values, normalise=normalise, seed=seed)
         iqm_rows.append({"label": label, "iqm": point, "ci95_low": low, "ci95_high": high, "tasks": len(values)})
     iqm = pd.DataFrame(iqm_rows, columns=["label", "iqm", "ci95_low", "ci95_high", "tasks"]).sort_values("iqm")
@@ -138,7 +141,8 @@ def time_to_target(board: pd.DataFrame, trials: pd.DataFrame, curves: pd.DataFra
 
 def quality_at_budget(board: pd.DataFrame, trials: pd.DataFrame, curves: pd.DataFrame,
                       fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0), x: str = "train_time_s") -> pd.DataFrame:
-    """Per entry: the mean over seeds of the last validation value by each fraction of the task's largest ``x``."""
+    """Per entry: the mean over seeds of the last validation value by each fraction of the task's largest ``x``,
+    and (``n_f0.25``, ...) how many seeds had a point by then: early fractions may average fewer seeds."""
     long = validation_curves(board, trials, curves)
     rows = []
     for task, g in long.groupby("task"):
@@ -146,7 +150,9 @@ def quality_at_budget(board: pd.DataFrame, trials: pd.DataFrame, curves: pd.Data
         labels = g.drop_duplicates("trial_key").set_index("trial_key")["label"]
         table = table.join(labels)
         cols = [f"f{float(f)}" for f in fractions]
-        rows.append(table.groupby("label")[cols].mean().reset_index().assign(task=task))
+        means = table.groupby("label")[cols].mean()
+        counts = table.groupby("label")[cols].count().rename(columns=lambda c: f"n_{c}")  # seeds with a point yet
+        rows.append(means.join(counts).reset_index().assign(task=task))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 

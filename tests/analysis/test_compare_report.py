@@ -157,3 +157,22 @@ def test_report_exports_figures_and_tables_for_papers(store, tmp_path):
     assert tex.startswith("\\begin{tabular}") and "\\toprule" in tex and tex.rstrip().endswith("\\end{tabular}")
     page = out.read_text()
     assert "Failed trials" in page and "did not end ok" in page
+
+
+def test_iqm_of_a_single_entry_task_is_unit_free():
+    """One ranked entry on a task: rescaling its metric (x 1000) must not change the IQM or its interval."""
+    import pandas as pd
+
+    from suite.analysis.compare import across_tasks
+
+    def board(scale):
+        rows = []
+        for task, entries in (("t1", {"a": [1.0, 1.2, 1.1], "b": [2.0, 2.2, 2.1]}), ("t2", {"a": [3.0, 3.3, 3.6]})):
+            for method, vals in entries.items():
+                v = [scale * x for x in vals] if task == "t2" else vals
+                rows.append({"task": task, "model": "gru", "method": method, "status": "ranked", "direction": "min",
+                             "test_mean": sum(v) / len(v), "test_values": v})
+        return pd.DataFrame(rows)
+
+    one, thousand = across_tasks(board(1.0))["iqm"], across_tasks(board(1000.0))["iqm"]
+    pd.testing.assert_frame_equal(one.reset_index(drop=True), thousand.reset_index(drop=True), rtol=1e-9)
