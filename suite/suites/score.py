@@ -21,8 +21,9 @@ workloads, the **benchmark score** of each label:
   within 4x of the best (AlgoPerf's benchmark score);
 * ``iqm`` with ``iqm_low``/``iqm_high``: the interquartile mean of its per-seed test values pooled over
   workloads after per-workload normalisation (0 = the best entry's mean, 1 = the worst ranked entry's mean, so
-  lower is better; a workload with a single ranked entry uses ``|best|`` as the unit, so the scale stays free
-  of the metric's unit), with a stratified bootstrap 95 % interval (seeds resampled within workloads);
+  lower is better; the unit is never below 1 % of ``|best|``, so a workload where the entries tie does not blow
+  seed noise up, and the scale stays free of the metric's unit), with a stratified bootstrap 95 % interval
+  (seeds resampled within workloads);
 * ``ttt_reached`` / ``ttt_median_steps``: time to target in updates -- the first evaluation step at which a
   seed's validation metric reached the workload's target; the count of (workload, seed) runs that reached it,
   and the median over the workloads where every seed reached it of the median step.
@@ -181,7 +182,10 @@ def _normalised_values(g: pd.DataFrame) -> dict[str, tuple[np.ndarray, tuple[flo
     means = ranked["test_mean"].to_numpy(dtype=float)
     sign = 1.0 if direction == "min" else -1.0
     best, worst = (means * sign).min(), (means * sign).max()
-    unit = worst - best if worst > best else (abs(best) if best != 0 else 1.0)
+    # the unit is the spread of the entries' means, but at least 1 % of |best|: a workload where every entry
+    # ties (all at one value) must not blow seed noise up to the scale of real differences elsewhere
+    floor = 0.01 * abs(best) if best != 0 else 1.0
+    unit = max(worst - best, floor)
     return {r["method"]: (np.asarray(r["test_values"], dtype=float) * sign, (best, best + unit))
             for _, r in ranked.iterrows()}
 
