@@ -263,6 +263,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     runtime = {"data_dir": str(Path(data_dir).resolve()) if data_dir else None,
                "plugin_dirs": [str(Path(p).resolve()) for p in (plugin_dirs or [])],
                "plugin_packs": packs,  # the folders themselves, for nodes that do not have the driver's paths
+               "kill_on_overrun": True,  # a worker blocked past its time limit is killed from outside (trial_killer)
                "wandb": wandb.to_dict() if wandb else None,
                "log_dir": str(Path(local_base) / "logs" / manifest.name) if local_base else None,
                "checkpoint_dir": str(Path(local_base) / "checkpoints" / manifest.name) if local_base else None,

@@ -27,12 +27,13 @@ import torch
 
 from suite.contracts import Task
 from suite.registry import load_registry
+from suite.run import trial_killer
 from suite.run.budget import Budget, EvalEvery, Selection
 from suite.run.context import Reporter, TrainContext, TrialStop
 from suite.run.envinfo import PeakMemory, environment
 from suite.run.plugin_shipping import plugin_dirs_of
 from suite.run.sweep import TrialSpec
-from suite.run.trial_guard import Interruptible, capture_output, supervise
+from suite.run.trial_guard import GRACE_S, Interruptible, capture_output, supervise
 from suite.run.wandb_run import WandbSettings, open_run
 from suite.store.record import ERROR_MESSAGE_LIMIT, TrialRecord
 
@@ -91,7 +92,17 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
         if captured is not None:
             root = runtime.get("log_root")
             trial.record.log_path = str(captured.relative_to(root)) if root else str(captured)
-        return supervise(trial.run, trial.give_up, spec.resources.get("time_limit_s"), trial.guard)
+        time_limit = spec.resources.get("time_limit_s")
+        killed = trial_killer.take_marker(spec.key)
+        if killed:  # a restart after the worker was killed at its time limit: end as timeout, do not block again
+            return trial.give_up(killed)
+        # only in a Ray worker of a sweep (runtime says so): in-process callers (rnnbench check, tests) are not killed
+        killer = (trial_killer.start(spec.key, time_limit + GRACE_S + trial_killer.MARGIN_S)
+                  if time_limit and runtime.get("kill_on_overrun") else None)
+        try:
+            return supervise(trial.run, trial.give_up, time_limit, trial.guard)
+        finally:
+            trial_killer.stop(killer)
 
 
 class _Trial:

@@ -93,7 +93,11 @@ class ResultsWriter(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         key = trial.config["key"]
         err = _trial_error(trial)
-        record = self.finish(key, trial_id=trial.trial_id, status="error", error=describe_lost_trial(err))
+        from suite.run.trial_killer import take_marker
+
+        killed = take_marker(key)  # the worker was killed at the trial's time limit (blocked in C)
+        record = self.finish(key, trial_id=trial.trial_id, status="timeout" if killed else "error",
+                             error=killed or describe_lost_trial(err))
         if record.log_path is None:  # the trial died before its final report: point to its captured output
             spec = self.specs[key]
             relative = f"logs/{spec.experiment}/{key}.log"

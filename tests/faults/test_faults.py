@@ -268,3 +268,20 @@ def test_a_sigkilled_driver_leaves_no_ray_processes(tmp_path, ray_tmp):
         time.sleep(0.5)
     alive = [f"{p.pid} {p.name()}" for p in left_behind if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"still running 30 s after the driver's SIGKILL: {alive}"
+
+
+def test_a_trial_blocked_with_the_gil_held_is_killed_at_its_time_limit(tmp_path, ray_tmp):
+    """A C call that holds the GIL stops the in-process guard too: the sweep used to hang and the trial queued
+    behind it never started. The trial's killer process ends it (a `timeout` row) and the next trial runs."""
+    path = manifest(tmp_path, "  - name: gil_blocking\n  - name: bptt", resources=", time_limit_s: 5")
+    results = tmp_path / "results"
+    t0 = time.monotonic()
+    res = cli(["run", str(path), "--results", str(results), "--plugins", PLUGINS, "--wandb", "disabled",
+               "--max-concurrent", "1"], ray_tmp, tmp_path, timeout=240)
+    elapsed = time.monotonic() - t0
+    out = res.stdout + res.stderr
+    assert res.returncode == 3, out
+    got = rows(results)
+    assert got["gil_blocking"]["status"] == "timeout" and "killed the worker" in got["gil_blocking"]["error"], got
+    assert got["bptt"]["status"] == "ok"  # the trial queued behind it ran
+    assert elapsed < 200, f"{elapsed:.0f} s"
