@@ -141,16 +141,39 @@ class ResultsStore:
     def path(self, *parts: str) -> str:
         return "/".join([self.base, *parts])
 
+    def _reachable(self) -> None:
+        """Object stores: the bucket exists and answers (checked once); else a StoreError naming URI and cause."""
+        if self.local or getattr(self, "_checked", False):
+            return
+        bucket = self.base.split("/", 1)[0]
+        try:
+            info = self.fs.get_file_info(bucket)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(_unreachable(self.root, exc)) from None
+        if info.type == pafs.FileType.NotFound:
+            raise StoreError(f"results store {self.root}: the bucket {bucket!r} does not exist (or these credentials "
+                             "cannot see it); create it or fix the URI")
+        self._checked = True
+
     def exists(self) -> bool:
-        return self.fs.get_file_info(self.base).type != pafs.FileType.NotFound
+        self._reachable()
+        try:
+            return self.fs.get_file_info(self.base).type != pafs.FileType.NotFound
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(_unreachable(self.root, exc)) from None
 
     def _listing(self, table: str, experiment: str | None = None) -> list[_Part]:
         """Every readable part of ``table`` (hidden and temporary files skipped)."""
+        self._reachable()
         top = self.path(table)
-        if self.fs.get_file_info(top).type != pafs.FileType.Directory:
-            return []
+        try:
+            if self.fs.get_file_info(top).type != pafs.FileType.Directory:
+                return []
+            infos = self.fs.get_file_info(pafs.FileSelector(top, recursive=True))
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(_unreachable(self.root, exc)) from None
         out = []
-        for info in self.fs.get_file_info(pafs.FileSelector(top, recursive=True)):
+        for info in infos:
             if info.type != pafs.FileType.File or not info.base_name.endswith(".parquet") or info.base_name[0] in "._":
                 continue
             folder = info.path[len(top) + 1:].split("/")[0]
@@ -381,6 +404,13 @@ class ResultsStore:
         for p in legacy:
             _remove_empty_dir(self.fs, p.path.rsplit("/", 1)[0])
         return CompactionReport(table, experiment, len(all_files), written, rows_before, live.num_rows)
+
+
+def _unreachable(root: str, exc: BaseException) -> str:
+    """One line for a store that cannot be read: the URI and the cause (the first line of what pyarrow says)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return (f"cannot read the results store {root}: {first}. Check the URI, that the endpoint answers, and the "
+            "credentials (AWS_* / GOOGLE_* environment or the URI's options)")
 
 
 class _BadPart(Exception):

@@ -324,3 +324,18 @@ def test_ray_that_fails_to_start_is_one_line(tmp_path, good_manifest, monkeypatc
     assert result.exit_code == 2, result.output
     assert "could not start a local Ray instance" in result.output and "timed out during startup" in result.output
     assert "Traceback" not in result.output and "more lines" not in result.output
+
+
+def test_an_unreachable_object_store_is_one_line(tmp_path, good_manifest, monkeypatch):
+    """s3:// with an endpoint that does not answer: `leaderboard` and `run` say so in one line (exit 2), not
+    with a pyarrow traceback, and `run` writes nothing."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    uri = "s3://nobucket/sweeps?endpoint_override=127.0.0.1:9&scheme=http"  # port 9 (discard): refused
+    for args in (["leaderboard", uri], ["run", str(good_manifest), "--results", uri, "--wandb", "disabled"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "cannot read the results store s3://nobucket/sweeps" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not list(tmp_path.rglob("*.parquet"))
