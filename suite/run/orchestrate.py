@@ -301,6 +301,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     previous = _install_interrupt_handlers()
     try:
         remaining = list(specs)
+        lost_attempts: dict[str, int] = {k: 0 for k in specs}
         for round_ in range(MAX_TUNE_RESTARTS + 1):
             try:
                 experiment_path = fit(remaining).experiment_path
@@ -311,13 +312,20 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
                 if _caused_by_interrupt(exc):
                     raise Interrupted() from exc
                 lost = writer.running()
-                for key in lost:
+                again = []
+                for key in lost:  # resources.retries holds here too (Tune's own restarts died with it)
+                    lost_attempts[key] += 1
+                    if lost_attempts[key] <= res.retries and round_ < MAX_TUNE_RESTARTS:
+                        again.append(key)
+                        continue
+                    writer.count_attempts(key, lost_attempts[key])
                     writer.finish(key, status="error", error=describe_lost_trial(
-                        f"Ray Tune stopped while this trial ran ({type(exc).__name__}: {str(exc)[:1000]})"))
+                        f"Ray Tune stopped while this trial ran ({type(exc).__name__}: {str(exc)[:1000]}); "
+                        f"{lost_attempts[key]} attempt(s)"))
                 remaining = [k for k in remaining if k not in writer.written]
                 last = round_ == MAX_TUNE_RESTARTS
                 console.print(f"[yellow]warning:[/] Ray Tune stopped ({type(exc).__name__}: {str(exc)[:300]}); "
-                              f"{len(lost)} running trials got an error row; "
+                              f"{len(lost) - len(again)} running trials got an error row, {len(again)} are retried; "
                               + ("giving up on the rest" if last else f"restarting for the {len(remaining)} left"),
                               soft_wrap=True)
                 if last:

@@ -114,6 +114,10 @@ class ResultsWriter(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._try_flush()
 
+    def count_attempts(self, key: str, n: int) -> None:
+        """At least ``n`` executions of ``key`` were made (some may have died before their first report)."""
+        self._attempts[key] = max(self._attempts[key], n)
+
     def running(self) -> list[str]:
         """Keys of trials that started and have no row yet."""
         return sorted(self._started - set(self.written))

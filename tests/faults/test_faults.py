@@ -40,7 +40,7 @@ methods:
 seeds: {seeds}
 budget: {{steps: {steps}}}
 eval_every: {{steps: 1}}
-resources: {{retries: 0{resources}}}
+resources: {{{resources}}}
 wandb: {{mode: disabled}}
 """
 
@@ -48,6 +48,7 @@ wandb: {{mode: disabled}}
 def manifest(tmp_path: Path, methods: str, name: str = "faults", seeds: str = "[0]", steps: int = 2,
              resources: str = "") -> Path:
     path = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.yaml"
+    resources = "retries: 0" + resources if "retries" not in resources else resources.lstrip(", ")
     path.write_text(MANIFEST.format(name=name, methods=methods, seeds=seeds, steps=steps, resources=resources))
     return path
 
@@ -102,7 +103,8 @@ def test_blocked_spinning_and_crashing_trials_end_and_the_sweep_goes_on(tmp_path
 def test_workers_killed_for_memory_get_error_rows_and_the_rest_runs(tmp_path, ray_tmp):
     mem = psutil.virtual_memory()
     threshold = (mem.total - mem.available + 2 * 2**30) / mem.total  # about 2 GiB above what is used now
-    path = manifest(tmp_path, "  - name: memory_hog\n    params: {gib: 6}\n  - name: bptt", seeds="[0, 1]")
+    path = manifest(tmp_path, "  - name: memory_hog\n    params: {gib: 6}\n  - name: bptt", seeds="[0, 1]",
+                    resources=", retries: 1")
     results = tmp_path / "results"
     res = cli(["run", str(path), "--results", str(results), "--plugins", PLUGINS, "--wandb", "disabled"],
               ray_tmp, tmp_path, env={"RAY_memory_usage_threshold": f"{threshold:.3f}",
@@ -114,6 +116,7 @@ def test_workers_killed_for_memory_get_error_rows_and_the_rest_runs(tmp_path, ra
     hogs = trials[trials["method"] == "memory_hog"]
     assert (hogs["status"] == "error").all()
     assert hogs["error"].str.contains("memory").all()
+    assert (hogs["attempts"] == 2).all(), hogs[["attempts", "error"]].to_dict("records")  # resources.retries: 1 was used
     assert (trials.loc[trials["method"] == "bptt", "status"] == "ok").all()
 
 
