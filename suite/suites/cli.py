@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -159,14 +158,6 @@ def run_cmd(suite_name: str = SuiteArg,
         err.print(f"next: rnnbench suite score {results} --suite {suite_name}", soft_wrap=True)
 
 
-def _fmt(v: float, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, float) and math.isinf(v):
-        return "never"
-    return f"{v:.{digits}g}"
-
-
 def collect(results: list[str], suite, registry):
     """Admitted trials and curves of several stores (the first wins a repeated trial key)."""
     import pandas as pd
@@ -193,15 +184,9 @@ def collect(results: list[str], suite, registry):
     return all_trials, all_curves, refused
 
 
-@suite_app.command("score")
-def score_cmd(results: str = typer.Argument(..., help="results of `rnnbench suite run`"),
-              reference: Optional[str] = typer.Option(None, "--reference", help="reference store (default reference/<suite>; 'none': only RESULTS)"),
-              suite_name: str = typer.Option("v1-cpu", "--suite", help="suite name or file"),
-              fmt: ScoreFormat = typer.Option(ScoreFormat.table, "--format", help="table, md or json"),
-              plugins: list[str] = PluginsOpt) -> None:
-    """Per workload the leaderboard (CIs, ties with the best), and across workloads the benchmark score:
-    mean rank, performance-profile area, IQM with its stratified bootstrap interval, time to target in updates."""
-    suite, registry, _ = _load(suite_name, plugins, ("defaults",))
+def _scored(results: str, reference: Optional[str], suite, registry, show_refused: bool):
+    """Admit and score the rows of ``results`` and the reference store (``reference``; default reference/<suite>,
+    'none': only RESULTS): ``(SuiteScore, curves, sources)``; exit 2 when nothing can be scored."""
     from suite.store.results import StoreError
     from suite.suites.score import ScoreError, score
 
@@ -211,14 +196,28 @@ def score_cmd(results: str = typer.Argument(..., help="results of `rnnbench suit
         sources.append(ref)
     try:
         trials, curves, refused = collect(sources, suite, registry)
-        for line in refused:
-            err.print(f"[yellow]refused:[/] {escape(line)}", soft_wrap=True)
+        if show_refused:
+            for line in refused:
+                err.print(f"[yellow]refused:[/] {escape(line)}", soft_wrap=True)
         if trials.empty:
-            raise _fail(f"no rows of suite {suite.suite} in {', '.join(sources)}" +
-                        ("" if refused else f" (run one: rnnbench suite run {suite.suite} --method NAME --results {results})"))
-        result = score(trials, curves, suite, registry, refused)
+            hint = "" if refused or not show_refused else \
+                f" (run one: rnnbench suite run {suite.suite} --method NAME --results {results})"
+            raise _fail(f"no rows of suite {suite.suite} in {', '.join(sources)}{hint}")
+        return score(trials, curves, suite, registry, refused), curves, sources
     except (StoreError, ScoreError) as exc:
         raise _fail(str(exc)) from None
+
+
+@suite_app.command("score")
+def score_cmd(results: str = typer.Argument(..., help="results of `rnnbench suite run`"),
+              reference: Optional[str] = typer.Option(None, "--reference", help="reference store (default reference/<suite>; 'none': only RESULTS)"),
+              suite_name: str = typer.Option("v1-cpu", "--suite", help="suite name or file"),
+              fmt: ScoreFormat = typer.Option(ScoreFormat.table, "--format", help="table, md or json"),
+              plugins: list[str] = PluginsOpt) -> None:
+    """Per workload the leaderboard (CIs, ties with the best), and across workloads the benchmark score:
+    mean rank, performance-profile area, IQM with its stratified bootstrap interval, time to target in updates."""
+    suite, registry, _ = _load(suite_name, plugins, ("defaults",))
+    result, _, _ = _scored(results, reference, suite, registry, show_refused=True)
     render_score(result, suite, fmt)
 
 
@@ -269,21 +268,9 @@ def report_cmd(results: str = typer.Argument(..., help="results of `rnnbench sui
                plugins: list[str] = PluginsOpt) -> None:
     """Write a static leaderboard site: index (benchmark score, profiles) and a page per workload."""
     suite, registry, _ = _load(suite_name, plugins, ("defaults",))
-    from suite.store.results import StoreError
-    from suite.suites.score import ScoreError, score
     from suite.suites.site import write_site
 
-    sources = [results]
-    ref = reference if reference is not None else DEFAULT_REFERENCE.format(suite=suite.suite)
-    if ref != "none" and Path(ref).resolve() != Path(results).resolve():
-        sources.append(ref)
-    try:
-        trials, curves, refused = collect(sources, suite, registry)
-        if trials.empty:
-            raise _fail(f"no rows of suite {suite.suite} in {', '.join(sources)}")
-        result = score(trials, curves, suite, registry, refused)
-    except (StoreError, ScoreError) as exc:
-        raise _fail(str(exc)) from None
+    result, curves, sources = _scored(results, reference, suite, registry, show_refused=False)
     pages = write_site(result, curves, suite, output, sources)
     out.print(f"site: {pages[0]} and {len(pages) - 1} workload pages")
 
@@ -335,16 +322,7 @@ def targets_cmd(results: str = typer.Argument(..., help="the reference store (e.
     suite, registry, _ = _load(suite_name, plugins, ("defaults",))
     import numpy as np
 
-    from suite.store.results import StoreError
-    from suite.suites.score import ScoreError, score
-
-    try:
-        trials, curves, _ = collect([results], suite, registry)
-        if trials.empty:
-            raise _fail(f"no rows of suite {suite.suite} in {results}")
-        result = score(trials, curves, suite, registry)
-    except (StoreError, ScoreError) as exc:
-        raise _fail(str(exc)) from None
+    result, curves, _ = _scored(results, "none", suite, registry, show_refused=False)
     t = Table(title=f"{suite.suite}: validation targets by the suite's rule, from {results}")
     for c in ("workload", "metric", "entries", "target (rule)", "in the suite file"):
         t.add_column(c)

@@ -57,11 +57,7 @@ def _table(df: pd.DataFrame, table_id: str, row_classes: list[str] | None = None
 
 def _svg(fig, fig_id: str) -> str:
     """Inline SVG with its element ids prefixed, so several figures on a page never share an id."""
-    text = plots.to_svg(fig)
-    text = re.sub(r'id="([^"]+)"', lambda m: f'id="{fig_id}-{m.group(1)}"', text)
-    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{fig_id}-{m.group(1)})", text)
-    text = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{fig_id}-{m.group(1)}"', text)
-    return f'<div class="fig">{text}</div>'
+    return f'<div class="fig">{plots.to_svg(fig, prefix=fig_id)}</div>'
 
 
 def _curves(result: SuiteScore, curves: pd.DataFrame, board: pd.DataFrame):
