@@ -6,7 +6,10 @@ Windows of length ``window`` (N) are cut from the training sequences every ``str
 (N - m) x batch x outputs. ``burnin_grad: true`` (the paper's code) keeps the burn-in steps in the
 graph; ``false`` runs them under no-grad and detaches the state. *Stateful*: each sequence is cut
 into ``batch_size`` contiguous streams processed in time order, the detached final state of one
-window starting the next (no shuffling). ``burn_in: 0`` is plain TBPTT; a window at least as long
+window starting the next (no shuffling). *stateful_phased* is the authors' stateful baseline
+(``LSTM_Stateful``): every stride-1 window in order, ``batch_size`` windows per update, each window starting
+from the detached state of the window N steps earlier (N phase-shifted streams; ``stride`` and ``shuffle``
+do not apply, and N must be a multiple of ``batch_size``). ``burn_in: 0`` is plain TBPTT; a window at least as long
 as the sequence is full BPTT. Windows run through the model's fused sequence ``forward``.
 """
 
@@ -20,6 +23,7 @@ from pydantic import Field, model_validator
 from suite.contracts import Method, Params, RecurrentModel, SequenceData, TrainData, Trainer
 from suite.training import (
     GradientAverage,
+    PhasedStatefulWindows,
     StatelessWindows,
     burn_in_loss,
     cut_streams,
@@ -34,7 +38,10 @@ class TBPTTParams(Params):
     stride: int | None = Field(None, gt=0, description="step between window starts (default: window)")
     burn_in: float = Field(0, ge=0, description="outputs left out of the loss: an integer m, or a fraction of N if < 1")
     burnin_grad: bool = Field(True, description="gradients flow through the burn-in steps (paper's code)")
-    mode: Literal["stateless", "stateful"] = Field("stateless", description="zero state per window, or carried state")
+    mode: Literal["stateless", "stateful", "stateful_phased"] = Field(
+        "stateless", description="zero state per window; carried state over batch_size contiguous streams; or the "
+        "authors' stateful baseline (every stride-1 window in order, batch_size per update, each continuing the "
+        "window N steps before; window a multiple of batch_size)")
     batch_size: int = Field(32, gt=0, description="windows per update (stateful: parallel streams)")
     shuffle: bool = Field(True, description="shuffle windows each epoch (stateless only)")
 
@@ -44,6 +51,9 @@ class TBPTTParams(Params):
             raise ValueError("burn_in must be an integer number of steps, or a fraction below 1")
         if self.burn_in_steps >= self.window:
             raise ValueError(f"burn_in ({self.burn_in_steps}) must be smaller than window ({self.window})")
+        if self.mode == "stateful_phased" and self.window % self.batch_size:
+            raise ValueError(f"mode stateful_phased needs window ({self.window}) to be a multiple of batch_size "
+                             f"({self.batch_size}), as the authors' LSTM_Stateful asserts: change one of them")
         return self
 
     @property
@@ -73,6 +83,16 @@ class TBPTT(Method):
         # a burn-in of a whole stream would leave no window to train on (and loop forever)
         return streams, window, min(p.burn_in_steps, window - 1)
 
+    def phased(self, seq: SequenceData) -> tuple[PhasedStatefulWindows, int]:
+        """Stateful_phased mode: the authors' window plan of ``seq`` and the burn-in used."""
+        p = self.params
+        plan = PhasedStatefulWindows(seq, p.window, p.batch_size)
+        if len(plan) == 0:
+            raise ValueError(f"tbptt mode stateful_phased: sequences of {seq.length} steps give "
+                             f"{plan.starts} windows of {plan.window} steps, fewer than batch_size "
+                             f"({p.batch_size}): lower batch_size or window")
+        return plan, min(p.burn_in_steps, plan.window - 1)
+
     @staticmethod
     def stream_windows(streams: SequenceData, window: int, m: int):
         """The stateful windows of ``streams`` in time order (a last window shorter than the burn-in is dropped)."""
@@ -94,6 +114,16 @@ class TBPTT(Method):
                     if update(ctx, opt, loss, samples=part.batch * (part.length - m)):
                         return
             return
+        if p.mode == "stateful_phased":
+            phased, m = self.phased(data.train)
+            for _ in ctx.epoch_range():
+                states: dict[tuple[int, int], torch.Tensor] = {}  # every epoch starts from zero states
+                for part, slot in phased.iterate():
+                    loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, states.get(slot))
+                    states[slot] = h_last.detach()
+                    if update(ctx, opt, loss, samples=part.batch * (part.length - m)):
+                        return
+            return
         streams, window, m = self.streams(data.train)
         for _ in ctx.epoch_range():
             h = None
@@ -109,7 +139,7 @@ class TBPTT(Method):
 
         Stateless: all windows of every probe sequence (in chunks of ``batch_size``, in order) from the
         zero state. Stateful: the probe cut into streams as in training, windows in time order with the
-        detached state carried. Windows are weighted by their scored positions, so the result
+        detached state carried. Stateful_phased: the authors' batches in order, states carried per slot. Windows are weighted by their scored positions, so the result
         estimates the gradient of the mean loss; with a window covering the sequence it equals
         the full-BPTT gradient. Parameters and ``.grad`` are left untouched.
         """
@@ -124,6 +154,13 @@ class TBPTT(Method):
                 plan, m = self.windows(probe)
                 for part in plan.iterate(p.batch_size, shuffle=False):
                     loss, _ = burn_in_loss(model, data, part, m, p.burnin_grad)
+                    avg.add(loss, scored(part, m))
+            elif p.mode == "stateful_phased":
+                phased, m = self.phased(probe)
+                states: dict[tuple[int, int], torch.Tensor] = {}
+                for part, slot in phased.iterate():
+                    loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, states.get(slot))
+                    states[slot] = h_last.detach()
                     avg.add(loss, scored(part, m))
             else:
                 streams, window, m = self.streams(probe)

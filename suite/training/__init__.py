@@ -5,7 +5,8 @@ procedure only; the pieces:
 
 * :mod:`suite.training.updates` -- :func:`update` (zero_grad / backward / clip / step / ctx.step) and :class:`Timer`;
 * :mod:`suite.training.windows` -- :func:`batches`, :func:`chunk_bounds`, :func:`window_starts`,
-  :class:`StatelessWindows`, :func:`cut_streams`, :func:`burn_in_loss`, :func:`buffered_segment`;
+  :class:`StatelessWindows`, :class:`PhasedStatefulWindows`, :func:`cut_streams`, :func:`burn_in_loss`,
+  :func:`buffered_segment`;
 * :mod:`suite.training.gradients` -- :class:`GradientAverage`, :func:`scored_positions`,
   :func:`trainable_parameters`, for ``probe_gradient`` hooks;
 * :mod:`suite.training.newton` -- :class:`FunctionalCell`, :func:`deer_forward`, :func:`solver_options`,
@@ -17,6 +18,7 @@ procedure only; the pieces:
 from suite.training.gradients import GradientAverage, parameter_gradients, scored_positions, trainable_parameters
 from suite.training.updates import Timer, update
 from suite.training.windows import (
+    PhasedStatefulWindows,
     StatelessWindows,
     batches,
     buffered_segment,
@@ -26,6 +28,6 @@ from suite.training.windows import (
     window_starts,
 )
 
-__all__ = ["GradientAverage", "StatelessWindows", "Timer", "batches", "buffered_segment", "burn_in_loss",
-           "chunk_bounds", "cut_streams", "parameter_gradients", "scored_positions", "trainable_parameters",
+__all__ = ["GradientAverage", "PhasedStatefulWindows", "StatelessWindows", "Timer", "batches", "buffered_segment",
+           "burn_in_loss", "chunk_bounds", "cut_streams", "parameter_gradients", "scored_positions", "trainable_parameters",
            "update", "window_starts"]

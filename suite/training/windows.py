@@ -67,6 +67,37 @@ class StatelessWindows:
             yield self.take(sel)
 
 
+class PhasedStatefulWindows:
+    """The authors' stateful TBPTT (Schiller et al., ``LSTM_Stateful`` with an unshuffled loader): every
+    stride-1 window of length ``window`` (N) of each sequence, in the order of its start, ``batch`` (b)
+    windows per update, a last incomplete batch of a sequence dropped. Batch k of a sequence uses state slot
+    ``k mod N/b``: its windows start from the detached final states of batch ``k - N/b``, which end exactly
+    where they begin. So window i starts from the state that a run from the zero state at ``i mod N`` reaches
+    at i: N phase-shifted streams, each cut into contiguous windows. N must be a multiple of b (the authors
+    assert it)."""
+
+    def __init__(self, seq: SequenceData, window: int, batch: int) -> None:
+        if window % batch:
+            raise ValueError(f"stateful_phased needs window ({window}) to be a multiple of batch_size ({batch})")
+        self.windows = StatelessWindows(seq, window, 1)
+        self.window, self.batch = self.windows.window, batch
+        self.slots = window // batch
+        self.starts = len(self.windows) // seq.batch  # stride-1 windows per sequence
+        self.per_sequence = self.starts // batch  # full batches per sequence
+
+    def __len__(self) -> int:
+        """Updates per epoch."""
+        return self.windows.seq.batch * self.per_sequence
+
+    def iterate(self) -> Iterator[tuple[SequenceData, tuple[int, int]]]:
+        """``(windows, slot)`` in training order; ``slot = (sequence, k mod N/b)`` names the state that the
+        windows start from and leave behind (the zero state the first time a slot is used)."""
+        for s in range(self.windows.seq.batch):
+            for k in range(self.per_sequence):
+                first = s * self.starts + k * self.batch
+                yield self.windows.take(torch.arange(first, first + self.batch)), (s, k % self.slots)
+
+
 def cut_streams(seq: SequenceData, per_sequence: int) -> SequenceData:
     """Every sequence cut into ``per_sequence`` contiguous streams, side by side: ``[B * per_sequence, T // per_sequence]``
     (stateful TBPTT processes the streams in time order, carrying the state)."""

@@ -296,6 +296,73 @@ def test_stateful_burn_in_longer_than_sequence_terminates():
     assert len(ctx.losses) == 2 and ctx.samples[0] == 2 * 1  # burn-in clamped to 11: one scored output
 
 
+# --- stateful_phased: the authors' LSTM_Stateful -------------------------------------------------
+def _rollout_state(model: RecurrentModel, x: torch.Tensor, start: int, stop: int) -> torch.Tensor | None:
+    """The state at ``stop`` of the model's step loop run from the zero state at ``start`` (None if empty)."""
+    if stop == start:
+        return None
+    return model.hidden_states(x[None, start:stop])[0, -1]
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_stateful_phased_window_starts_from_its_phase_shifted_stream(kind):
+    """Oracle: window i starts from the state of a step-loop run from the zero state at i mod N, as the
+    authors' slot logic gives (N // b slots, unshuffled stride-1 windows, b per batch, drop_last)."""
+    N, b, T = 6, 3, 23  # T - N + 1 = 18 windows -> 6 batches per epoch, 2 slots
+    model, data = make_model(kind), make_data(B=1, T=T)
+    calls = []
+
+    def hook(module, args, kwargs, output):
+        h0 = args[1] if len(args) > 1 else kwargs.get("h0")
+        calls.append((args[0].detach().clone(), None if h0 is None else h0.detach().clone()))
+
+    handle = model.register_forward_hook(hook, with_kwargs=True)
+    try:
+        ctx = run_method({"window": N, "mode": "stateful_phased", "batch_size": b, "burn_in": 2}, model, data,
+                         steps=8)
+    finally:
+        handle.remove()
+    assert len(calls) == 8
+    x, y = data.train.x[0], data.train.y[0]
+    for update_no, (xb, h0) in enumerate(calls):
+        k = update_no % 6  # the seventh update opens a new epoch: zero states again
+        starts = [k * b + j for j in range(b)]
+        assert torch.equal(xb, torch.stack([x[i:i + N] for i in starts]))
+        expected = [_rollout_state(model, x, i % N, i) for i in starts]
+        if k < N // b:
+            assert h0 is None and all(e is None for e in expected)
+            continue
+        torch.testing.assert_close(h0, torch.stack(expected), atol=1e-12, rtol=0)
+        assert not h0.requires_grad
+        y_hat, _ = model(xb, torch.stack(expected).detach())
+        y_win = torch.stack([y[i:i + N] for i in starts])
+        loss = data.loss(y_hat[:, 2:], y_win[:, 2:])
+        assert ctx.losses[update_no] == pytest.approx(float(loss.detach()), abs=1e-12)
+        assert_grads_close(ctx.grads[update_no], grads_of(loss, model), atol=1e-12)
+    assert ctx.epochs == 1 and ctx.samples[0] == b * (N - 2)  # stopped inside the second epoch (index 1)
+
+
+def test_stateful_phased_states_do_not_cross_sequences():
+    model, data = make_model("gru"), make_data(B=2, T=9)  # 6 windows of 4 per sequence -> 3 batches of 2 each
+    starts = []
+
+    def hook(module, args, kwargs, output):
+        starts.append(args[1] if len(args) > 1 else kwargs.get("h0"))
+
+    model.register_forward_hook(hook, with_kwargs=True)
+    run_method({"window": 4, "mode": "stateful_phased", "batch_size": 2}, model, data, steps=6)
+    # per sequence: batches 0, 1 from zero states (2 slots), batch 2 continues batch 0; then sequence 2 restarts
+    assert [h is None for h in starts] == [True, True, False, True, True, False]
+
+
+def test_stateful_phased_bad_sizes_are_named():
+    with pytest.raises(ValidationError, match="multiple of batch_size"):
+        TBPTTParams(window=10, batch_size=4, mode="stateful_phased")
+    model, data = make_model("gru"), make_data(B=1, T=10)
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        run_method({"window": 8, "mode": "stateful_phased", "batch_size": 4}, model, data)  # 3 windows < 4
+
+
 # --- end to end (no Ray) --------------------------------------------------------------------------
 def _spec(method: str, method_params: dict, optimizer: dict, steps: int = 12) -> TrialSpec:
     return TrialSpec(experiment="test", task="toy-sysid", task_params={"length": 120}, model="gru",
@@ -307,6 +374,7 @@ def _spec(method: str, method_params: dict, optimizer: dict, steps: int = 12) ->
 
 @pytest.mark.parametrize("method,params", [("tbptt", {"window": 30, "batch_size": 8, "burn_in": 0.2}),
                                            ("tbptt", {"window": 30, "mode": "stateful", "burn_in": 5}),
+                                           ("tbptt", {"window": 30, "mode": "stateful_phased", "batch_size": 10}),
                                            ("bptt", {})])
 def test_execute_trial_end_to_end(method, params):
     reports = []
