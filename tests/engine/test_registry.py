@@ -29,10 +29,11 @@ def test_list_json_shows_schema_defaults_and_capabilities():
     window = next(p for p in infos["tbptt"]["params"] if p["name"] == "window")
     assert window["default"] == 100 and window["type"] == "int" and window["description"]
     mode = next(p for p in infos["tbptt"]["params"] if p["name"] == "mode")
-    assert mode["choices"] == ["stateless", "stateful"] and "'stateful'" in mode["type"]  # a Literal's values
+    # a Literal's values
+    assert mode["choices"] == ["stateless", "stateful", "stateful_phased"] and "'stateful'" in mode["type"]
     assert infos["tbptt"]["search_space"]["burn_in"] == {"uniform": [0.0, 0.5]}
     table = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["list", "methods"])
-    assert "window length N" in table.output and "one of 'stateless', 'stateful'" in table.output
+    assert "window length N" in table.output and "one of 'stateless', 'stateful', 'stateful_phased'" in table.output
     res = runner.invoke(app, ["list", "models", "--json"])
     models = {i["name"]: i for i in json.loads(res.output)}
     assert "fused_sequence" in models["lstm"]["capabilities"]
