@@ -32,21 +32,31 @@ _UNITS = {"steps": "steps", "epochs": "epochs", "time_s": "train_time_s", "secon
 
 
 def _one(d: dict[str, Any], keys: tuple[str, ...], what: str) -> tuple[str, float]:
+    """The one ``(key, amount)`` set in ``d``; the amount as given (an int stays an int, so the plain data of a
+    spec, which its record stores, reads back unchanged)."""
+    unknown = sorted(set(d) - set(keys))
     given = [(k, d[k]) for k in keys if d.get(k) is not None]
-    if len(given) != 1:
+    if len(given) != 1 or unknown:
         raise ValueError(f"{what} needs exactly one of {', '.join(keys)}, got {d}")
     key, amount = given[0]
-    return key, float(amount)
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise ValueError(f"{what}: {key} must be a number, got {amount!r}")
+    return key, amount
 
 
 @dataclass(frozen=True)
 class Budget:
+    """A trial's budget; also the ``budget`` section of its spec (plain data: ``{kind: amount}``)."""
+
     kind: Literal["epochs", "steps", "time_s"]
     amount: float
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Budget:
+    def from_config(cls, d: dict[str, Any]) -> Budget:
         return cls(*_one(d, ("epochs", "steps", "time_s"), "a budget"))
+
+    def to_config(self) -> dict[str, Any]:
+        return {self.kind: self.amount}
 
     def spent(self, p: Progress) -> float:
         return float(getattr(p, _UNITS[self.kind]))
@@ -60,12 +70,17 @@ class Budget:
 
 @dataclass(frozen=True)
 class EvalEvery:
+    """How often a trial is evaluated; also the ``eval_every`` section of its spec (plain data: ``{kind: amount}``)."""
+
     kind: Literal["epochs", "steps", "seconds"]
     amount: float
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EvalEvery:
+    def from_config(cls, d: dict[str, Any]) -> EvalEvery:
         return cls(*_one(d, ("epochs", "steps", "seconds"), "eval_every"))
+
+    def to_config(self) -> dict[str, Any]:
+        return {self.kind: self.amount}
 
     def due(self, p: Progress, last: Progress, at_epoch_end: bool = False) -> bool:
         """An evaluation is due: ``amount`` units since the ``last`` one. Epoch frequencies are checked

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from suite.contracts import RecurrentModel, Task, TrainData
 from suite.run.budget import Budget, EvalEvery, Progress, Selection
+from suite.run.spec import TrialDiagnostics
 
 
 class TrialStop(Exception):
@@ -74,7 +75,7 @@ class TrainContext:
     time_limit_s: float | None = None
     method: Any = None  #: the method being trained (for the gradient-fidelity probe)
     train_data: TrainData | None = None  #: its TrainData (for the gradient-fidelity probe)
-    diagnostics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: TrialDiagnostics = field(default_factory=TrialDiagnostics)
     keep_best: bool = False  #: snapshot the parameters at every new best evaluation (``evaluation: best_val``)
     on_new_best: Callable[[dict[str, Tensor]], None] | None = None  #: e.g. writes the snapshot to disk
 
@@ -207,7 +208,7 @@ class TrainContext:
         if self.selection.uses_train():
             by_split["train"] = self.evaluate("train")
         score = self.selection.score(by_split)
-        if self.diagnostics.get("gradient_fidelity"):
+        if self.diagnostics.gradient_fidelity:
             self._gradient_fidelity()
         if not self.best or self.selection.oriented(score) < self.selection.oriented(self.best["score"]):
             self.best = {"score": score, "step": self.steps, "val": dict(val)}
@@ -226,8 +227,8 @@ class TrainContext:
         t0 = time.perf_counter()
         try:
             if not hasattr(self, "_probe"):
-                self._probe = probe_batch(self.train_data.train, int(self.diagnostics.get("probe_sequences", 8)),
-                                          self.diagnostics.get("probe_length"))
+                self._probe = probe_batch(self.train_data.train, int(self.diagnostics.probe_sequences),
+                                          self.diagnostics.probe_length)
             fid = fidelity_diagnostics(self.method, self.model, self.train_data, self._probe)
         finally:
             self._eval_time += time.perf_counter() - t0

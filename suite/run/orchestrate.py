@@ -281,7 +281,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     names = _TrialNames({k: f"{t.method}-{k[:8]}-s{t.seed}" for k, t in specs.items()})
 
     def fit(keys: list[str]) -> Any:
-        trainable = tune.with_parameters(tune_trainable, specs={k: specs[k].to_dict() for k in keys}, runtime=runtime)
+        trainable = tune.with_parameters(tune_trainable, specs={k: specs[k].to_config() for k in keys}, runtime=runtime)
         trainable = tune.with_resources(trainable, {"cpu": res.cpu, "gpu": res.gpu})
         tuner = tune.Tuner(
             trainable,

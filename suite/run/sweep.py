@@ -13,59 +13,15 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from suite.manifest import Manifest, is_space
 from suite.registry import Registry
-from suite.store.record import TrialRecord
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything that defines one trial; plain data so it travels to Ray workers."""
-
-    experiment: str
-    task: str
-    task_params: dict[str, Any]
-    model: str
-    model_params: dict[str, Any]
-    method: str
-    method_params: dict[str, Any]
-    optimizer: dict[str, Any]
-    seed: int
-    budget: dict[str, Any]
-    eval_every: dict[str, Any]
-    selection: dict[str, Any]
-    resources: dict[str, Any]
-    evaluation: dict[str, Any] = field(default_factory=lambda: {"checkpoint": "final"})
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    config_id: str = ""
-    key: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrialSpec:
-        return cls(**d)
-
-    def new_record(self, run_id: str = "") -> TrialRecord:
-        """This trial's record before it runs: identity and parameters from the spec, status ``error``."""
-        return TrialRecord(
-            experiment=self.experiment, trial_key=self.key, config_id=self.config_id, task=self.task,
-            model=self.model, method=self.method, seed=self.seed, task_params=self.task_params,
-            model_params=self.model_params, method_params=self.method_params, optimizer=self.optimizer,
-            budget=self.budget, selection_json=json.dumps(self.selection, sort_keys=True), run_id=run_id,
-            cpu=float(self.resources.get("cpu", 1.0)), gpu_fraction=float(self.resources.get("gpu", 0.0)),
-        )
-
-    @property
-    def label(self) -> str:
-        params = ",".join(f"{k}={v}" for k, v in sorted(self.method_params.items()))
-        return f"{self.task}/{self.model}/{self.method}({params})/seed={self.seed}"
+from suite.run.budget import Budget, EvalEvery
+from suite.run.spec import TrialDiagnostics, TrialEvaluation, TrialResources, TrialSelection, TrialSpec
 
 
 @dataclass
@@ -149,13 +105,17 @@ def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_par
     if evaluation["checkpoint"] != "final":  # the default leaves the keys of earlier sweeps as they were
         identity["evaluation"] = evaluation
     config_id = _digest({"experiment": m.name, **identity})
+    # the typed sections, shared by the seeds (frozen); their plain data is the dumps above, key for key
+    sections = dict(budget=Budget.from_config(budget), eval_every=EvalEvery.from_config(eval_every),
+                    selection=TrialSelection.from_config(selection),
+                    resources=TrialResources.from_config(m.resources.model_dump()),
+                    evaluation=TrialEvaluation.from_config(evaluation),
+                    diagnostics=TrialDiagnostics.from_config(m.diagnostics.model_dump()))
     out = []
     for seed in m.seeds:
         out.append(TrialSpec(
             experiment=m.name, task=task, task_params=task_params, model=model, model_params=model_params,
-            method=method, method_params=method_params, optimizer=opt, seed=seed, budget=budget,
-            eval_every=eval_every, selection=selection, resources=m.resources.model_dump(), evaluation=evaluation,
-            diagnostics=m.diagnostics.model_dump(),
+            method=method, method_params=method_params, optimizer=opt, seed=seed, **sections,
             config_id=config_id, key=_digest({"experiment": m.name, **identity, "seed": seed}),
         ))
     return out

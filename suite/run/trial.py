@@ -28,11 +28,10 @@ import torch
 from suite.contracts import Task
 from suite.registry import load_registry
 from suite.run import trial_killer
-from suite.run.budget import Budget, EvalEvery, Selection
 from suite.run.context import Reporter, TrainContext, TrialStop
 from suite.run.envinfo import PeakMemory, environment
 from suite.run.plugin_shipping import plugin_dirs_of
-from suite.run.sweep import TrialSpec
+from suite.run.spec import TrialResources, TrialSpec
 from suite.run.trial_guard import GRACE_S, Interruptible, capture_output, supervise
 from suite.run.wandb_run import WandbSettings, open_run
 from suite.store.record import ERROR_MESSAGE_LIMIT, TrialRecord
@@ -58,9 +57,9 @@ def build_task(spec: TrialSpec, runtime: dict[str, Any]) -> Task:
                         plugin_dirs_of(runtime))
 
 
-def _device(resources: dict[str, Any]) -> torch.device:
-    wanted = resources.get("device", "auto")
-    if wanted == "cuda" or (wanted == "auto" and resources.get("gpu", 0) > 0 and torch.cuda.is_available()):
+def _device(resources: TrialResources) -> torch.device:
+    wanted = resources.device
+    if wanted == "cuda" or (wanted == "auto" and resources.gpu > 0 and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -86,13 +85,13 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
     output is captured, ``<log_dir>/<trial_key>.log``) and ``log_root`` (what ``log_path`` is relative to)."""
     log_dir = runtime.get("log_dir")
     log_file = Path(log_dir) / f"{spec.key}.log" if log_dir else None
-    limit = spec.resources.get("log_limit_mib")
+    limit = spec.resources.log_limit_mib
     with capture_output(log_file, int(limit * 2**20) if limit else None) as captured:
         trial = _Trial(spec, runtime, reporter)
         if captured is not None:
             root = runtime.get("log_root")
             trial.record.log_path = str(captured.relative_to(root)) if root else str(captured)
-        time_limit = spec.resources.get("time_limit_s")
+        time_limit = spec.resources.time_limit_s
         killed = trial_killer.take_marker(spec.key)
         if killed:  # a restart after the worker was killed at its time limit: end as timeout, do not block again
             return trial.give_up(killed)
@@ -129,8 +128,8 @@ class _Trial:
     def run(self) -> TrialRecord:
         spec, record = self.spec, self.record
         resources = spec.resources
-        torch.set_num_threads(max(1, int(resources.get("cpu", 1))))
-        dtype = torch.float64 if resources.get("dtype") == "float64" else torch.float32
+        torch.set_num_threads(max(1, int(resources.cpu)))
+        dtype = torch.float64 if resources.dtype == "float64" else torch.float32
         device = _device(resources)
         record.status = "ok"
         metrics: dict[str, dict[str, float]] = {}
@@ -138,22 +137,21 @@ class _Trial:
             try:
                 self._train(device, dtype)
             except TrialStop as exc:
-                limit = spec.resources.get("time_limit_s")
                 record.status = exc.status
-                record.error = str(exc) or f"trial exceeded its time limit of {limit:g} s (interrupted)"
+                record.error = str(exc) or f"trial exceeded its time limit of {resources.time_limit_s:g} s (interrupted)"
             except Exception as exc:  # the method or a plugin failed: an `error` row, never a lost sweep
                 record.status, record.error = "error", _error_text(exc)
             ctx = self.ctx
             if ctx is not None:
                 ctx.stop_clock()
                 if record.status == "ok" and ctx.steps == 0:
-                    record.status = "error"
+                    record.status, budget = "error", spec.budget.to_config()  # as the manifest writes it
                     if ctx.done:  # a time budget spent before the first update
-                        record.error = (f"the method made no update within its budget {spec.budget}: its score would "
+                        record.error = (f"the method made no update within its budget {budget}: its score would "
                                         "be the untrained model's; raise the budget")
                     else:  # train returned with budget left and no update counted
                         record.error = (f"the method's train returned without calling ctx.step (no update was counted; "
-                                        f"budget {spec.budget} left): call ctx.step once per parameter update, until it "
+                                        f"budget {budget} left): call ctx.step once per parameter update, until it "
                                         "returns True")
             if ctx is not None and record.status in ("ok", "timeout"):
                 self._restore_best(ctx)
@@ -178,24 +176,21 @@ class _Trial:
         model = model_cls(task.input, task.output, model_cls.Params.model_validate(spec.model_params))
         model = model.to(device=device, dtype=dtype)
         method = method_cls(method_cls.Params.model_validate(spec.method_params))
-        metric = spec.selection.get("metric") or task.primary_metric
-        selection = Selection(metric, task.metric(metric).direction, dict(spec.selection["split_weights"]))
+        selection = spec.selection.rule(task)
         record.primary_metric, record.direction = selection.metric, selection.direction
         record.metric_specs = {m.name: {"direction": m.direction, "unit": m.unit, "low": m.low, "high": m.high}
                                for m in task.metrics}
         self.ctx = ctx = TrainContext(task=task, model=model, optimizer_spec=spec.optimizer,
-                                      budget=Budget.from_dict(spec.budget), eval_every=EvalEvery.from_dict(spec.eval_every),
+                                      budget=spec.budget, eval_every=spec.eval_every,
                                       selection=selection, reporter=self.report,
                                       device=device, dtype=dtype, seed=spec.seed,
-                                      time_limit_s=spec.resources.get("time_limit_s"),
-                                      diagnostics=dict(spec.diagnostics))
+                                      time_limit_s=spec.resources.time_limit_s, diagnostics=spec.diagnostics)
         train = task.train_data()
         train.train = train.train.to(device, dtype)
         ctx.method, ctx.train_data = method, train
-        evaluation = spec.evaluation or {}
-        if evaluation.get("checkpoint") == "best_val":
+        if spec.evaluation.best_val:
             ctx.keep_best = True
-            ctx.on_new_best = self._checkpoint_writer(float(evaluation.get("to_disk_after_s", 600.0)))
+            ctx.on_new_best = self._checkpoint_writer(float(spec.evaluation.to_disk_after_s))
         _warm_up(model, ctx)
         record.setup_time_s = time.time() - self.t_start
         ctx.start_clock()
@@ -293,5 +288,5 @@ def tune_trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]] | No
     (shared once through the object store by ``tune.with_parameters``), or from ``config["trial"]``."""
     from ray import tune
 
-    spec = TrialSpec.from_dict(specs[config["key"]] if specs is not None else config["trial"])
+    spec = TrialSpec.from_config(specs[config["key"]] if specs is not None else config["trial"])
     execute_trial(spec, runtime if runtime is not None else config.get("runtime", {}), tune.report)

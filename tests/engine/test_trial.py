@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -77,7 +78,7 @@ def test_diagnostics_logged_after_the_last_step_reach_the_final_record(write_man
 
 def test_plugin_error_becomes_error_status(write_manifest):
     spec = trials_of(write_manifest(), "methods=[{name: tbptt, params: {window: 30}}]", "tasks=[{name: toy-sysid, params: {length: 120}}]")[0]
-    broken = spec.__class__(**{**spec.to_dict(), "model": "no-such-model"})
+    broken = dataclasses.replace(spec, model="no-such-model")
     record, _ = run(broken)
     assert record.status == "error" and "no-such-model" in record.error
     assert record.objective == float("inf")

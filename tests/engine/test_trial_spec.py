@@ -35,7 +35,7 @@ def _digest(text: str) -> str:
 
 def _plain(spec) -> dict:
     """The plain data of a spec as it is handed to Ray."""
-    return spec.to_dict()
+    return spec.to_config()
 
 
 @pytest.mark.parametrize("case, extra", [("default", []), ("every section", EXTRA)])
@@ -45,3 +45,35 @@ def test_trial_keys_plain_data_and_rows_are_pinned(write_manifest, case, extra):
     assert [(t.config_id, t.key) for t in trials] == ids
     assert _digest(json.dumps([_plain(t) for t in trials], sort_keys=True)) == plain
     assert _digest(json.dumps([t.new_record("r").to_json() for t in trials])) == rows
+
+
+def test_a_spec_is_typed_frozen_and_crosses_as_plain_data(write_manifest):
+    import dataclasses
+
+    from suite.run.budget import Budget
+    from suite.run.spec import TrialSpec
+
+    spec = expand(load_manifest(write_manifest(), load_registry, EXTRA), load_registry()).trials[0]
+    assert spec.budget == Budget("epochs", 2) and spec.resources.time_limit_s == 60 and spec.evaluation.best_val
+    assert spec.selection.split_weights == {"train": 0.7, "val": 0.3} and spec.diagnostics.probe_sequences == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.resources.cpu = 4  # type: ignore[misc]
+    config = spec.to_config()
+    assert config["budget"] == {"epochs": 2} and config["resources"]["cpu"] == 2.0
+    assert json.loads(json.dumps(config)) == config  # plain data only
+    assert TrialSpec.from_config(config) == spec
+
+
+def test_sections_given_as_mappings_are_typed_with_the_manifests_defaults():
+    from suite.run.spec import TrialDiagnostics, TrialEvaluation, TrialSpec
+
+    spec = TrialSpec(experiment="e", task="t", task_params={}, model="m", model_params={}, method="x",
+                     method_params={}, optimizer={}, seed=0, budget={"steps": 3}, eval_every={"steps": 1},
+                     selection={"metric": None, "split_weights": {"val": 1.0}}, resources={"cpu": 1, "device": "cpu"})
+    assert spec.budget.kind == "steps" and spec.budget.amount == 3 and spec.eval_every.amount == 1
+    assert spec.resources.device == "cpu" and spec.resources.gpu == 0.0 and spec.resources.time_limit_s is None
+    assert spec.evaluation == TrialEvaluation() and spec.diagnostics == TrialDiagnostics()
+    with pytest.raises(ValueError, match="unknown keys \\['cpus'\\]"):
+        TrialSpec.from_config({**spec.to_config(), "resources": {"cpus": 2}})
+    with pytest.raises(ValueError, match="exactly one of"):
+        TrialSpec.from_config({**spec.to_config(), "budget": {"steps": 3, "epochs": 1}})
