@@ -26,6 +26,7 @@ from rich.console import Console
 from suite.manifest import Manifest
 from suite.run import plugin_shipping
 from suite.run.options import RunOptions
+from suite.run.runtime import TrialRuntime
 from suite.run.sweep import TrialSpec
 from suite.run.wandb_run import WandbSettings, drain_loggers, start_loggers
 from suite.store.lock import ExperimentLock, LockedError
@@ -260,14 +261,15 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
         packs = plugin_shipping.pack([str(Path(p).resolve()) for p in (plugin_dirs or [])])
     except (plugin_shipping.PluginShippingError, OSError) as exc:
         raise SweepError(str(exc)) from None
-    runtime = {"data_dir": str(Path(data_dir).resolve()) if data_dir else None,
-               "plugin_dirs": [str(Path(p).resolve()) for p in (plugin_dirs or [])],
-               "plugin_packs": packs,  # the folders themselves, for nodes that do not have the driver's paths
-               "kill_on_overrun": True,  # a worker blocked past its time limit is killed from outside (trial_killer)
-               "wandb": wandb.to_dict() if wandb else None,
-               "log_dir": str(Path(local_base) / "logs" / manifest.name) if local_base else None,
-               "checkpoint_dir": str(Path(local_base) / "checkpoints" / manifest.name) if local_base else None,
-               "log_root": local_base}
+    runtime = TrialRuntime(
+        data_dir=str(Path(data_dir).resolve()) if data_dir else None,
+        plugin_dirs=tuple(str(Path(p).resolve()) for p in (plugin_dirs or [])),
+        plugin_packs=tuple(packs),  # the folders themselves, for nodes that do not have the driver's paths
+        kill_on_overrun=True,  # a worker blocked past its time limit is killed from outside (trial_killer)
+        wandb=wandb,
+        log_dir=str(Path(local_base) / "logs" / manifest.name) if local_base else None,
+        checkpoint_dir=str(Path(local_base) / "checkpoints" / manifest.name) if local_base else None,
+        log_root=local_base)
     specs = {t.key: t for t in todo}
     writer = ResultsWriter(store.root, specs, flat_types_of(t.new_record() for t in todo),
                            flush_every=flush_every, flush_s=flush_s)
@@ -281,7 +283,8 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     names = _TrialNames({k: f"{t.method}-{k[:8]}-s{t.seed}" for k, t in specs.items()})
 
     def fit(keys: list[str]) -> Any:
-        trainable = tune.with_parameters(tune_trainable, specs={k: specs[k].to_config() for k in keys}, runtime=runtime)
+        trainable = tune.with_parameters(tune_trainable, specs={k: specs[k].to_config() for k in keys},
+                                         runtime=runtime.to_config())
         trainable = tune.with_resources(trainable, {"cpu": res.cpu, "gpu": res.gpu})
         tuner = tune.Tuner(
             trainable,

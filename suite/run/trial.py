@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,10 @@ from suite.registry import load_registry
 from suite.run import trial_killer
 from suite.run.context import Reporter, TrainContext, TrialStop
 from suite.run.envinfo import PeakMemory, environment
-from suite.run.plugin_shipping import plugin_dirs_of
+from suite.run.runtime import TrialRuntime
 from suite.run.spec import TrialResources, TrialSpec
 from suite.run.trial_guard import GRACE_S, Interruptible, capture_output, supervise
-from suite.run.wandb_run import WandbSettings, open_run
+from suite.run.wandb_run import open_run
 from suite.store.record import ERROR_MESSAGE_LIMIT, TrialRecord
 
 
@@ -51,10 +52,10 @@ def _cached_task(name: str, params_json: str, data_dir: str | None, plugin_dirs:
     return cls(cls.Params.model_validate(json.loads(params_json)), Path(data_dir) if data_dir else None)
 
 
-def build_task(spec: TrialSpec, runtime: dict[str, Any]) -> Task:
+def build_task(spec: TrialSpec, runtime: TrialRuntime) -> Task:
     """The task of ``spec``, cached per process (and so per node, with reused workers)."""
-    return _cached_task(spec.task, json.dumps(spec.task_params, sort_keys=True), runtime.get("data_dir"),
-                        plugin_dirs_of(runtime))
+    return _cached_task(spec.task, json.dumps(spec.task_params, sort_keys=True), runtime.data_dir,
+                        runtime.plugin_folders())
 
 
 def _device(resources: TrialResources) -> torch.device:
@@ -78,18 +79,19 @@ def _warm_up(model: torch.nn.Module, ctx: TrainContext) -> None:
         opt.step()
 
 
-def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) -> TrialRecord:
+def execute_trial(spec: TrialSpec, runtime: TrialRuntime | Mapping[str, Any] | None,
+                  reporter: Reporter) -> TrialRecord:
     """Run one trial to its end; report its progress and its final record, and return the record.
 
-    ``runtime`` may give ``data_dir``, ``plugin_dirs``, ``wandb`` (settings), ``log_dir`` (where the trial's
-    output is captured, ``<log_dir>/<trial_key>.log``) and ``log_root`` (what ``log_path`` is relative to)."""
-    log_dir = runtime.get("log_dir")
-    log_file = Path(log_dir) / f"{spec.key}.log" if log_dir else None
+    ``runtime`` (:class:`~suite.run.runtime.TrialRuntime`, or its plain data, or None for the defaults) says
+    where the data and the plugins are, where the trial's output and checkpoints go, and W&B."""
+    runtime = TrialRuntime.of(runtime)
+    log_file = Path(runtime.log_dir) / f"{spec.key}.log" if runtime.log_dir else None
     limit = spec.resources.log_limit_mib
     with capture_output(log_file, int(limit * 2**20) if limit else None) as captured:
         trial = _Trial(spec, runtime, reporter)
         if captured is not None:
-            root = runtime.get("log_root")
+            root = runtime.log_root
             trial.record.log_path = str(captured.relative_to(root)) if root else str(captured)
         time_limit = spec.resources.time_limit_s
         killed = trial_killer.take_marker(spec.key)
@@ -97,7 +99,7 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
             return trial.give_up(killed)
         # only in a Ray worker of a sweep (runtime says so): in-process callers (rnnbench check, tests) are not killed
         killer = (trial_killer.start(spec.key, time_limit + GRACE_S + trial_killer.MARGIN_S)
-                  if time_limit and runtime.get("kill_on_overrun") else None)
+                  if time_limit and runtime.kill_on_overrun else None)
         try:
             return supervise(trial.run, trial.give_up, time_limit, trial.guard)
         finally:
@@ -107,14 +109,14 @@ def execute_trial(spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) 
 class _Trial:
     """The state of one running trial (see :func:`execute_trial`)."""
 
-    def __init__(self, spec: TrialSpec, runtime: dict[str, Any], reporter: Reporter) -> None:
+    def __init__(self, spec: TrialSpec, runtime: TrialRuntime, reporter: Reporter) -> None:
         self.spec, self.runtime, self.reporter = spec, runtime, reporter
         self.t_start = time.time()
         self.record = spec.new_record(uuid.uuid4().hex)
         self.record.started_at = self.t_start
         self.ctx: TrainContext | None = None
         self.mem = PeakMemory()
-        self.wandb = open_run(WandbSettings.from_dict(runtime.get("wandb")), self.record)
+        self.wandb = open_run(runtime.wandb, self.record)
         self.guard = Interruptible()
         self._final_lock = threading.Lock()
         self._final_sent = False
@@ -138,7 +140,8 @@ class _Trial:
                 self._train(device, dtype)
             except TrialStop as exc:
                 record.status = exc.status
-                record.error = str(exc) or f"trial exceeded its time limit of {resources.time_limit_s:g} s (interrupted)"
+                record.error = str(exc) or (f"trial exceeded its time limit of {resources.time_limit_s:g} s "
+                                            "(interrupted)")
             except Exception as exc:  # the method or a plugin failed: an `error` row, never a lost sweep
                 record.status, record.error = "error", _error_text(exc)
             ctx = self.ctx
@@ -168,7 +171,7 @@ class _Trial:
     def _train(self, device: torch.device, dtype: torch.dtype) -> None:
         spec, runtime, record = self.spec, self.runtime, self.record
         seed_everything(spec.seed)
-        registry = load_registry(plugin_dirs_of(runtime))
+        registry = load_registry(runtime.plugin_folders())
         task = build_task(spec, runtime)
         model_cls = registry.get("models", spec.model)
         method_cls = registry.get("methods", spec.method)
@@ -200,7 +203,7 @@ class _Trial:
     def _checkpoint_writer(self, after_s: float) -> Any:
         """Writes the best-validation parameters to ``checkpoints/<experiment>/<trial_key>.pt`` once the trial
         has trained ``after_s`` seconds (short trials keep them in memory only)."""
-        folder = self.runtime.get("checkpoint_dir")
+        folder = self.runtime.checkpoint_dir
         if not folder:
             return None
 
@@ -285,8 +288,10 @@ def _finish_record(record: TrialRecord, ctx: TrainContext | None, metrics: dict[
 def tune_trainable(config: dict[str, Any], specs: dict[str, dict[str, Any]] | None = None,
                    runtime: dict[str, Any] | None = None) -> None:
     """Ray Tune function trainable. ``config["key"]`` names the trial; its spec comes from ``specs``
-    (shared once through the object store by ``tune.with_parameters``), or from ``config["trial"]``."""
+    (shared once through the object store by ``tune.with_parameters``), or from ``config["trial"]``; both the
+    spec and the runtime arrive as plain data and are typed here."""
     from ray import tune
 
     spec = TrialSpec.from_config(specs[config["key"]] if specs is not None else config["trial"])
-    execute_trial(spec, runtime if runtime is not None else config.get("runtime", {}), tune.report)
+    execute_trial(spec, TrialRuntime.from_config(runtime if runtime is not None else config.get("runtime")),
+                  tune.report)

@@ -59,12 +59,12 @@ def test_pack_and_unpack_round_trip(tmp_path):
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "a.pyc").write_bytes(b"\0")
     (packed,) = plugin_shipping.pack([str(folder)])
-    assert set(packed["files"]) == {"a.py", "sub/table.csv"}
+    assert set(packed.files) == {"a.py", "sub/table.csv"}
     (path,) = plugin_shipping.unpack([packed])
     assert Path(path).name == "my plugins" and (Path(path) / "sub" / "table.csv").read_text() == "1,2\n"
     assert plugin_shipping.unpack([packed]) == [path]  # once per digest
     (folder / "a.py").write_text("x = 2\n")
-    assert plugin_shipping.pack([str(folder)])[0]["digest"] != packed["digest"]
+    assert plugin_shipping.pack([str(folder)])[0].digest != packed.digest
 
 
 @pytest.mark.ray

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,29 @@ def test_sections_given_as_mappings_are_typed_with_the_manifests_defaults():
         TrialSpec.from_config({**spec.to_config(), "resources": {"cpus": 2}})
     with pytest.raises(ValueError, match="exactly one of"):
         TrialSpec.from_config({**spec.to_config(), "budget": {"steps": 3, "epochs": 1}})
+
+
+def test_the_runtime_is_typed_and_crosses_as_the_plain_data_it_was(tmp_path):
+    from suite.run import plugin_shipping
+    from suite.run.runtime import TrialRuntime
+    from suite.run.wandb_run import WandbSettings
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "p.py").write_text("x = 1\n")
+    packs = tuple(plugin_shipping.pack([str(folder)]))
+    runtime = TrialRuntime(data_dir="/data", plugin_dirs=(str(folder),), plugin_packs=packs, kill_on_overrun=True,
+                           wandb=WandbSettings(mode="offline", dir="/w", tags=("a",)), log_dir="/r/logs/e",
+                           checkpoint_dir="/r/checkpoints/e", log_root="/r")
+    config = runtime.to_config()
+    assert set(config) == {"data_dir", "plugin_dirs", "plugin_packs", "kill_on_overrun", "wandb", "log_dir",
+                           "checkpoint_dir", "log_root"}
+    assert config["plugin_packs"][0]["files"] == {"p.py": b"x = 1\n"} and config["wandb"]["tags"] == ["a"]
+    assert TrialRuntime.from_config(config) == runtime
+    (shipped,) = runtime.plugin_folders()
+    assert "rnnbench-plugins" in shipped and (Path(shipped) / "p.py").read_text() == "x = 1\n"
+    # in-process callers (tests, rnnbench check) give a part of it, or nothing
+    assert TrialRuntime.of({"plugin_dirs": ["/p"]}).plugin_folders() == ("/p",)
+    assert TrialRuntime.of(None) == TrialRuntime() and TrialRuntime.of(runtime) is runtime
+    with pytest.raises(ValueError, match="unknown keys \\['datadir'\\]"):
+        TrialRuntime.from_config({"datadir": "/x"})
