@@ -31,9 +31,35 @@ from suite.datafiles import DataFileError  # noqa: F401  (part of the plugin con
 
 
 class Params(BaseModel):
-    """Base class of every plugin's parameter schema. Unknown fields are errors."""
+    """Base class of every plugin's parameter schema. Unknown fields are errors.
+
+    A trial's identity (its key and config id, which ``--resume`` and the suite's reference rows match on)
+    hashes its parameters with their defaults filled in. A parameter added to a released plugin must not
+    change the identity of trials that do not set it, or every stored row of that plugin would stop matching:
+    declare it with ``Field(default, json_schema_extra={"added_in": "<version>"})`` and it leaves the
+    identity while it holds its default (:meth:`identity`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def identity(cls, dumped: dict[str, Any]) -> dict[str, Any]:
+        """``dumped`` (``model_dump(mode="json")`` of these params) without the fields marked ``added_in``
+        that hold their default: the part of the parameters that names a trial."""
+        out = dict(dumped)
+        for name, f in cls.model_fields.items():
+            extra = f.json_schema_extra
+            if (isinstance(extra, dict) and "added_in" in extra and not f.is_required() and name in out
+                    and out[name] == cls._json_default(f)):
+                del out[name]
+        return out
+
+    @classmethod
+    def _json_default(cls, field: Any) -> Any:
+        """A field's default as ``model_dump(mode="json")`` writes it."""
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(field.annotation).dump_python(field.get_default(call_default_factory=True), mode="json")
 
 
 class NoParams(Params):

@@ -70,11 +70,13 @@ def run_optuna(manifest: Manifest, registry: Registry, store: ResultsStore, batc
                     for name, value in params.items():
                         g, k = name.split(".", 1)
                         groups[g][k] = value
-                    t = registry.get("tasks", task.name).Params.model_validate(groups["task"]).model_dump(mode="json")
-                    m = registry.get("models", model.name).Params.model_validate(groups["model"]).model_dump(mode="json")
-                    me = registry.get("methods", method.name).Params.model_validate(groups["method"]).model_dump(mode="json")
+                    schemas = [registry.get(kind, ref.name).Params for kind, ref in
+                               (("tasks", task), ("models", model), ("methods", method))]
+                    t, m, me = (cls.model_validate(groups[g]).model_dump(mode="json")
+                                for cls, g in zip(schemas, ("task", "model", "method")))
+                    ids = tuple(cls.identity(d) for cls, d in zip(schemas, (t, m, me)))
                     return _with_seeds(manifest, task.name, t, model.name, m, method.name, me, groups["optimizer"],
-                                       method.budget)
+                                       method.budget, ids)
 
                 done = store.trials(manifest.name)
                 if not done.empty:

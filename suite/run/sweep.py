@@ -86,21 +86,26 @@ def expand(manifest: Manifest, registry: Registry) -> TrialMatrix:
                         for method_params in _configurations(method.params, manifest.search.algorithm, n, rng):
                             method_params = method_cls.Params.model_validate(method_params).model_dump(mode="json")
                             for opt in _configurations(opt_space, manifest.search.algorithm, n, rng):
+                                # a parameter added later (``added_in``) names a trial only when it is set
+                                ids = (task_cls.Params.identity(task_params), model_cls.Params.identity(model_params),
+                                       method_cls.Params.identity(method_params))
                                 trials += _with_seeds(manifest, task.name, task_params, model.name, model_params,
-                                                      method.name, method_params, opt, method.budget)
+                                                      method.name, method_params, opt, method.budget, ids)
     unique = list({t.key: t for t in trials}.values())  # a repeated grid value is one trial, not two
     return TrialMatrix(unique, skipped)
 
 
 def _with_seeds(m: Manifest, task: str, task_params: dict, model: str, model_params: dict,
-                method: str, method_params: dict, opt: dict, budget_override: Any = None) -> list[TrialSpec]:
+                method: str, method_params: dict, opt: dict, budget_override: Any = None,
+                ids: tuple[dict, dict, dict] | None = None) -> list[TrialSpec]:
     budget = (budget_override or m.budget).model_dump(exclude_none=True)
     eval_every = m.eval_every.model_dump(exclude_none=True)
     selection = m.selection.model_dump()
     evaluation = m.evaluation.model_dump()
     # the selection rule and the evaluation checkpoint are part of a trial's identity: its scores depend on them
-    identity = dict(task=task, task_params=task_params, model=model, model_params=model_params, method=method,
-                    method_params=method_params, optimizer=opt, budget=budget, eval_every=eval_every,
+    id_task, id_model, id_method = ids or (task_params, model_params, method_params)
+    identity = dict(task=task, task_params=id_task, model=model, model_params=id_model, method=method,
+                    method_params=id_method, optimizer=opt, budget=budget, eval_every=eval_every,
                     dtype=m.resources.dtype, selection=selection)
     if evaluation["checkpoint"] != "final":  # the default leaves the keys of earlier sweeps as they were
         identity["evaluation"] = evaluation
