@@ -9,16 +9,26 @@ Pure functions over numpy arrays and pandas DataFrames; no I/O. They cover:
 
 Conventions: ``direction`` is ``"min"`` (lower is better: RMSE, perplexity) or ``"max"`` (higher is better:
 accuracy). NaN marks a missing value (failed seed, missing method); each function says what it does with it.
+
+Only numpy is imported with this module (the leaderboard command imports it and starts in a fraction of a
+second): the bootstrap, the trimmed mean and the paired t-test are computed here with the algorithms of
+``scipy.stats.bootstrap``, ``scipy.stats.trim_mean`` and ``scipy.stats.ttest_rel`` (the same resamples from the
+same seed, the same arithmetic, and the same normal-distribution functions as ``scipy.special.ndtr``/``ndtri``,
+ported from Cephes as SciPy ships them); ``tests/analysis/test_stats_scipy_parity.py`` holds them to SciPy.
+SciPy is imported only for the Wilcoxon test, pandas only by the functions that take or return DataFrames.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import scipy.stats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "bootstrap_ci",
@@ -61,8 +71,22 @@ def _finite_1d(values: object) -> np.ndarray:
     return arr[~np.isnan(arr)]
 
 
+def _trim_mean(a: np.ndarray, proportiontocut: float, axis: int = 0) -> np.ndarray:
+    """``scipy.stats.trim_mean`` for a non-empty float array: ``int(p * n)`` values cut from each end, the rest
+    averaged (the same partition and mean as SciPy, so the same bits)."""
+    nobs = a.shape[axis]
+    lowercut = int(proportiontocut * nobs)
+    uppercut = nobs - lowercut
+    if lowercut > uppercut:
+        raise ValueError("Proportion too big.")
+    atmp = np.partition(a, (lowercut, uppercut - 1), axis)
+    sl = [slice(None)] * atmp.ndim
+    sl[axis] = slice(lowercut, uppercut)
+    return np.mean(atmp[tuple(sl)], axis=axis)
+
+
 def _iqm_axis(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return scipy.stats.trim_mean(x, 0.25, axis=axis)
+    return _trim_mean(x, 0.25, axis=axis)
 
 
 _STATISTICS: dict[str, Callable[..., np.ndarray]] = {
@@ -122,27 +146,206 @@ def bootstrap_ci(
         v = float(x[0])
         return (_clip(v, bounds), _clip(v, bounds))
     stat = _STATISTICS[statistic]
-
-    def run(m: str) -> tuple[float, float, bool]:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = scipy.stats.bootstrap(
-                (x,),
-                stat,
-                confidence_level=confidence,
-                method=m,
-                n_resamples=n_resamples,
-                vectorized=True,
-                rng=np.random.default_rng(seed),
-            )
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        degenerate = any(issubclass(w.category, scipy.stats.DegenerateDataWarning) for w in caught)
-        return lo, hi, degenerate or not (np.isfinite(lo) and np.isfinite(hi))
-
-    lo, hi, bad = run(method)
-    if bad and method.lower() == "bca":
-        lo, hi, _ = run("percentile")
+    if method.lower() not in ("percentile", "basic", "bca"):
+        raise ValueError(f"method must be 'percentile', 'basic' or 'BCa', not {method!r}")
+    lo, hi = _bootstrap(x, stat, confidence, method.lower(), n_resamples, seed)
+    if not (np.isfinite(lo) and np.isfinite(hi)) and method.lower() == "bca":
+        lo, hi = _bootstrap(x, stat, confidence, "percentile", n_resamples, seed)
     return (_clip(lo, bounds), _clip(hi, bounds))
+
+
+def _bootstrap(x: np.ndarray, stat: Callable[..., np.ndarray], confidence: float, method: str, n_resamples: int,
+               seed: int) -> tuple[float, float]:
+    """The two-sided interval of ``scipy.stats.bootstrap((x,), stat, vectorized=True, method=method,
+    confidence_level=confidence, n_resamples=n_resamples, rng=np.random.default_rng(seed))`` for a 1-D sample of
+    at least 2 values: the same resample indices, statistic calls, BCa jackknife and quantiles, step by step.
+    NaN bounds where SciPy's are NaN (it then warns ``DegenerateDataWarning``)."""
+    n = x.shape[-1]
+    rng = np.random.default_rng(seed)
+    with np.errstate(all="ignore"):
+        theta_hat_b = stat(x[..., rng.integers(0, n, size=(n_resamples, n), dtype="int64")], axis=-1)
+        alpha = (1 - confidence) / 2
+        if method == "bca":
+            p = np.stack(_bca_interval(x, stat, alpha, theta_hat_b), axis=-1)
+        else:
+            a = np.asarray(alpha, dtype=theta_hat_b.dtype)
+            p = np.stack((a, 1 - a), axis=-1)
+        ci = _quantile_linear(theta_hat_b, p)
+        lo, hi = ci[..., 0], ci[..., 1]
+        if method == "basic":
+            theta_hat = stat(x, axis=-1)
+            lo, hi = 2 * theta_hat - hi, 2 * theta_hat - lo
+    return float(lo), float(hi)
+
+
+def _bca_interval(x: np.ndarray, stat: Callable[..., np.ndarray], alpha: float,
+                  theta_hat_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.stats._resampling._bca_interval`` for one sample: the two quantile levels of the BCa interval."""
+    theta_hat = np.expand_dims(stat(x, axis=-1), axis=-1)
+    below = np.count_nonzero(theta_hat_b < theta_hat, axis=-1) + np.count_nonzero(theta_hat_b <= theta_hat, axis=-1)
+    percentile = np.asarray(below.astype(theta_hat.dtype) / (2 * theta_hat_b.shape[-1]), dtype=theta_hat.dtype)
+    z0_hat = _ndtri(float(percentile))
+    n = x.shape[-1]
+    keep = np.ones((n, n), dtype=bool)
+    np.fill_diagonal(keep, False)
+    jackknife = x[..., np.broadcast_to(np.arange(n), (n, n))[keep].reshape((n, n - 1))]
+    theta_hat_i = stat(jackknife, axis=-1)
+    n_j = float(theta_hat_i.shape[-1])
+    u = (n_j - 1) * (np.mean(theta_hat_i, axis=-1, keepdims=True) - theta_hat_i)
+    num = np.sum(u**3, axis=-1) / n_j**3
+    den = np.sum(u**2, axis=-1) / n_j**2
+    a_hat = 1 / 6 * (0 + num) / (0 + den) ** (3 / 2)
+    z_alpha = _ndtri(alpha)
+    z0 = np.float64(z0_hat)
+    num1 = z0 + z_alpha
+    num2 = z0 + -z_alpha
+    return (np.float64(_ndtr(float(z0 + num1 / (1 - a_hat * num1)))),
+            np.float64(_ndtr(float(z0 + num2 / (1 - a_hat * num2)))))
+
+
+def _quantile_linear(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``scipy.stats.quantile(x, p, method="linear")`` of a 1-D ``x`` at the levels ``p`` (NaN outside [0, 1])."""
+    y = np.sort(x, axis=-1)
+    p = np.asarray(p, dtype=y.dtype)
+    bad = (p > 1) | (p < 0) | np.isnan(p)
+    p = np.where(bad, 0.5, p)
+    n = np.asarray(y.shape[-1], dtype=y.dtype)
+    jg = p * n + (1 - p)
+    jp1 = jg // 1
+    j = jp1 - 1
+    g = jg % 1
+    g = np.where(j < 0, 0, g)
+    j = np.clip(j, 0.0, n - 1)
+    jp1 = np.clip(jp1, 0.0, n - 1)
+    res = (1 - g) * y[j.astype(np.int64)] + g * y[jp1.astype(np.int64)]
+    return np.where(bad | np.isnan(y).any(), np.nan, res)  # SciPy's nan_policy="propagate"
+
+
+# The standard normal distribution as scipy.special computes it (Cephes ndtr/erf/erfc/ndtri, as ported to SciPy's
+# xsf library), evaluated in the same order so that the bootstrap intervals come out bit for bit the same.
+_NDTR_P = (2.46196981473530512524E-10, 5.64189564831068821977E-1, 7.46321056442269912687E0,
+           4.86371970985681366614E1, 1.96520832956077098242E2, 5.26445194995477358631E2,
+           9.34528527171957607540E2, 1.02755188689515710272E3, 5.57535335369399327526E2)
+_NDTR_Q = (1.32281951154744992508E1, 8.67072140885989742329E1, 3.54937778887819891062E2,
+           9.75708501743205489753E2, 1.82390916687909736289E3, 2.24633760818710981792E3,
+           1.65666309194161350182E3, 5.57535340817727675546E2)
+_NDTR_R = (5.64189583547755073984E-1, 1.27536670759978104416E0, 5.01905042251180477414E0,
+           6.16021097993053585195E0, 7.40974269950448939160E0, 2.97886665372100240670E0)
+_NDTR_S = (2.26052863220117276590E0, 9.39603524938001434673E0, 1.20489539808096656605E1,
+           1.70814450747565897222E1, 9.60896809063285878198E0, 3.36907645100081516050E0)
+_NDTR_T = (9.60497373987051638749E0, 9.00260197203842689217E1, 2.23200534594684319226E3,
+           7.00332514112805075473E3, 5.55923013010394962768E4)
+_NDTR_U = (3.35617141647503099647E1, 5.21357949780152679795E2, 4.59432382970980127987E3,
+           2.26290000613890934246E4, 4.92673942608635921086E4)
+_NDTRI_P0 = (-5.99633501014107895267E1, 9.80010754185999661536E1, -5.66762857469070293439E1,
+             1.39312609387279679503E1, -1.23916583867381258016E0)
+_NDTRI_Q0 = (1.95448858338141759834E0, 4.67627912898881538453E0, 8.63602421390890590575E1,
+             -2.25462687854119370527E2, 2.00260212380060660359E2, -8.20372256168333339912E1,
+             1.59056225126211695515E1, -1.18331621121330003142E0)
+_NDTRI_P1 = (4.05544892305962419923E0, 3.15251094599893866154E1, 5.71628192246421288162E1,
+             4.40805073893200834700E1, 1.46849561928858024014E1, 2.18663306850790267539E0,
+             -1.40256079171354495875E-1, -3.50424626827848203418E-2, -8.57456785154685413611E-4)
+_NDTRI_Q1 = (1.57799883256466749731E1, 4.53907635128879210584E1, 4.13172038254672030440E1,
+             1.50425385692907503408E1, 2.50464946208309415979E0, -1.42182922854787788574E-1,
+             -3.80806407691578277194E-2, -9.33259480895457427372E-4)
+_NDTRI_P2 = (3.23774891776946035970E0, 6.91522889068984211695E0, 3.93881025292474443415E0,
+             1.33303460815807542389E0, 2.01485389549179081538E-1, 1.23716634817820021358E-2,
+             3.01581553508235416007E-4, 2.65806974686737550832E-6, 6.23974539184983293730E-9)
+_NDTRI_Q2 = (6.02427039364742014255E0, 3.67983563856160859403E0, 1.37702099489081330271E0,
+             2.16236993594496635890E-1, 1.34204006088543189037E-2, 3.28014464682127739104E-4,
+             2.89247864745380683936E-6, 6.79019408009981274425E-9)
+_MAXLOG = 7.097827128933839730962063185871E2
+_SQRT2PI = 2.506628274631000502415765284811045253007
+_SQRT1_2 = 0.70710678118654752440
+_EXP_MINUS_2 = 0.13533528323661269189
+
+
+def _polevl(x: float, coef: tuple[float, ...]) -> float:
+    ans = coef[0]
+    for c in coef[1:]:
+        ans = ans * x + c
+    return ans
+
+
+def _p1evl(x: float, coef: tuple[float, ...]) -> float:
+    ans = x + coef[0]
+    for c in coef[1:]:
+        ans = ans * x + c
+    return ans
+
+
+def _erf(x: float) -> float:
+    if math.isnan(x):
+        return math.nan
+    if x < 0.0:
+        return -_erf(-x)
+    if abs(x) > 1.0:
+        return 1.0 - _erfc(x)
+    z = x * x
+    return x * _polevl(z, _NDTR_T) / _p1evl(z, _NDTR_U)
+
+
+def _erfc(a: float) -> float:
+    if math.isnan(a):
+        return math.nan
+    x = -a if a < 0.0 else a
+    if x < 1.0:
+        return 1.0 - _erf(a)
+    z = -a * a
+    if z < -_MAXLOG:
+        return 2.0 if a < 0 else 0.0
+    z = math.exp(z)
+    if x < 8.0:
+        p, q = _polevl(x, _NDTR_P), _p1evl(x, _NDTR_Q)
+    else:
+        p, q = _polevl(x, _NDTR_R), _p1evl(x, _NDTR_S)
+    y = (z * p) / q
+    if a < 0:
+        y = 2.0 - y
+    if y != 0.0:
+        return y
+    return 2.0 if a < 0 else 0.0
+
+
+def _ndtr(a: float) -> float:
+    """``scipy.special.ndtr``: the standard normal CDF."""
+    if math.isnan(a):
+        return math.nan
+    x = a * _SQRT1_2
+    z = abs(x)
+    if z < 1.0:
+        return 0.5 + 0.5 * _erf(x)
+    y = 0.5 * _erfc(z)
+    return 1.0 - y if x > 0 else y
+
+
+def _ndtri(y0: float) -> float:
+    """``scipy.special.ndtri``: the inverse of the standard normal CDF."""
+    if y0 == 0.0:
+        return -math.inf
+    if y0 == 1.0:
+        return math.inf
+    if not 0.0 <= y0 <= 1.0:  # also NaN
+        return math.nan
+    code = 1
+    y = y0
+    if y > 1.0 - _EXP_MINUS_2:
+        y = 1.0 - y
+        code = 0
+    if y > _EXP_MINUS_2:
+        y = y - 0.5
+        y2 = y * y
+        x = y + y * (y2 * _polevl(y2, _NDTRI_P0) / _p1evl(y2, _NDTRI_Q0))
+        return x * _SQRT2PI
+    x = math.sqrt(-2.0 * math.log(y))
+    x0 = x - math.log(x) / x
+    z = 1.0 / x
+    if x < 8.0:
+        x1 = z * _polevl(z, _NDTRI_P1) / _p1evl(z, _NDTRI_Q1)
+    else:
+        x1 = z * _polevl(z, _NDTRI_P2) / _p1evl(z, _NDTRI_Q2)
+    x = x0 - x1
+    return -x if code != 0 else x
 
 
 def iqm(values: Sequence[float] | np.ndarray) -> float:
@@ -154,7 +357,7 @@ def iqm(values: Sequence[float] | np.ndarray) -> float:
     x = _finite_1d(values)
     if len(x) == 0:
         return float("nan")
-    return float(scipy.stats.trim_mean(x, 0.25))
+    return float(_trim_mean(x, 0.25))
 
 
 # --------------------------------------------------------------------------------------------- comparisons
@@ -190,13 +393,105 @@ def paired_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
     d = x - y
     if np.all(d == 0):
         return 1.0
+    if test == "ttest":
+        return _ttest_rel_pvalue(x, y)
+    import scipy.stats  # only the Wilcoxon test needs SciPy (about a second to import)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if test == "wilcoxon":
-            p = scipy.stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue
-        else:
-            p = scipy.stats.ttest_rel(x, y, alternative="two-sided").pvalue
+        p = scipy.stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue
     return float(p)
+
+
+def _ttest_rel_pvalue(x: np.ndarray, y: np.ndarray) -> float:
+    """The two-sided p-value of ``scipy.stats.ttest_rel(x, y)`` (1-D, no NaN, at least 2 pairs): the same
+    statistic, bit for bit, and ``2 * stdtr(n - 1, -|t|)`` from :func:`_student_t_two_sided`."""
+    d = x - y
+    n = d.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.mean(d, axis=0)
+        dev = d - np.mean(d, axis=0, keepdims=True)
+        nf = np.asarray(n, dtype=d.dtype)
+        var = np.mean(dev**2, axis=0) * (nf / (nf - 1))
+        t = np.divide(mean, np.sqrt(var / n))
+    return _student_t_two_sided(float(t), float(n - 1))
+
+
+def _student_t_two_sided(t: float, df: float) -> float:
+    """``P(|T| >= |t|)`` for Student's t with ``df`` degrees of freedom: the regularized incomplete beta
+    ``I_x(df/2, 1/2)`` with ``x = df / (df + t^2)``. Agrees with SciPy's ``2 * stdtr(df, -|t|)`` (Boost) to
+    about 1e-14 relative for the degrees of freedom of a seed count, small p-values included."""
+    if math.isnan(t) or math.isnan(df):
+        return math.nan
+    if math.isinf(t):
+        return 0.0
+    if t == 0:
+        return 1.0
+    t2 = t * t
+    return _betainc(df / 2, 0.5, df / (df + t2), t2 / (df + t2))
+
+
+def _betainc(a: float, b: float, x: float, y: float) -> float:
+    """The regularized incomplete beta function ``I_x(a, b)`` for ``b = 1/2`` or ``a = 1/2``, with ``y = 1 - x``
+    given separately (accurately): Lentz's continued fraction (Numerical Recipes 6.4), on the side of the
+    distribution's mean where it converges fast."""
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    if x < (a + 1) / (a + b + 2):
+        return _beta_front(a, b, x, y) * _betacf(a, b, x) / a
+    return 1.0 - _beta_front(b, a, y, x) * _betacf(b, a, y) / b
+
+
+def _beta_front(a: float, b: float, x: float, y: float) -> float:
+    """``x^a y^b / B(a, b)`` (one of ``a``, ``b`` is 1/2)."""
+    log_x = math.log1p(-y) if y < 0.5 else math.log(x)
+    log_y = math.log1p(-x) if x < 0.5 else math.log(y)
+    return math.exp(a * log_x + b * log_y) * _inv_beta_half(b if a == 0.5 else a)
+
+
+def _inv_beta_half(a: float) -> float:
+    """``1 / B(a, 1/2) = Gamma(a + 1/2) / (Gamma(a) Gamma(1/2))``; beyond the range of ``math.gamma`` by the
+    recurrence ``r(a + 1) = r(a) (a + 1/2) / a`` of ``r(a) = Gamma(a + 1/2) / Gamma(a)``."""
+    if a < 160:
+        return math.gamma(a + 0.5) / (math.gamma(a) * math.sqrt(math.pi))
+    k = int(a - 159)
+    if k > 100_000:
+        return math.exp(math.lgamma(a + 0.5) - math.lgamma(a) - 0.5 * math.log(math.pi))
+    a0 = a - k
+    r = math.gamma(a0 + 0.5) / math.gamma(a0)
+    for j in range(k):
+        r *= (a0 + j + 0.5) / (a0 + j)
+    return r / math.sqrt(math.pi)
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of ``I_x(a, b)`` (modified Lentz), converged to the last bit."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) >= tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) >= tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) >= tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) >= tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) >= tiny else tiny
+        step = d * c
+        h *= step
+        if abs(step - 1.0) <= 2.3e-16:
+            break
+    return h
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -249,6 +544,8 @@ def tie_groups(
     See :func:`paired_test` on the power of a Wilcoxon test with few seeds: with Holm over m comparisons and n
     common seeds no entry can be separated from the best unless ``m * 2 / 2**n < alpha``.
     """
+    import pandas as pd
+
     _check_direction(direction)
     out = entries.copy()
     n = len(out)
@@ -302,6 +599,8 @@ def mean_ranks(scores: pd.DataFrame, *, direction: str | dict[str, str] = "min")
     task) ranks after every scored method (NaNs of one task share the average of the last ranks). The result
     is the mean of these ranks over all tasks, as a Series named ``"mean_rank"``.
     """
+    import pandas as pd
+
     ranks = {}
     for task, row in scores.iterrows():
         d = _direction_for(direction, task)
@@ -328,6 +627,8 @@ def performance_profile(
     Ratios only mean something for positive scores: a finite score ``<= 0`` raises ``ValueError`` naming the
     task (shift or transform such a metric first).
     """
+    import pandas as pd
+
     taus = np.linspace(1.0, 4.0, 61) if taus is None else np.asarray(taus, dtype=float).ravel()
     ratios = np.full(scores.shape, np.inf)
     for k, (task, row) in enumerate(scores.iterrows()):
@@ -384,10 +685,10 @@ def stratified_bootstrap_iqm(
             groups.append(x)
     if not groups:
         return (float("nan"), float("nan"), float("nan"))
-    point = float(scipy.stats.trim_mean(np.concatenate(groups), 0.25))
+    point = float(_trim_mean(np.concatenate(groups), 0.25))
     rng = np.random.default_rng(seed)
     resampled = [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in groups]
-    boots = scipy.stats.trim_mean(np.concatenate(resampled, axis=1), 0.25, axis=1)
+    boots = _trim_mean(np.concatenate(resampled, axis=1), 0.25, axis=1)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(boots, [alpha, 1.0 - alpha])
     return (point, float(low), float(high))
@@ -453,6 +754,8 @@ def pareto_front(df: pd.DataFrame, cost: str, quality: str, *, direction: str = 
     one of the two strictly better; the front is the rows no row dominates (identical points are all on it).
     Rows with NaN cost or quality are never on the front and never dominate.
     """
+    import pandas as pd
+
     d = _check_direction(direction)
     c = df[cost].to_numpy(dtype=float)
     q = df[quality].to_numpy(dtype=float)
@@ -480,6 +783,8 @@ def quality_at_fractions(
     over all groups. Rows with NaN ``x`` are ignored. Returns one row per group (index named ``group``) and one
     column per fraction, named ``f"f{float(f)}"`` (``"f0.25"``, ``"f0.5"``, ``"f0.75"``, ``"f1.0"``).
     """
+    import pandas as pd
+
     fractions = [float(f) for f in fractions]
     data = curves[~curves[x].isna()]
     if budget is None:
