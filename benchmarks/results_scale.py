@@ -7,8 +7,12 @@ ResultsWriter flushes them -- then compacted. Then it times, in the same run:
 * ``leaderboard(store)``: the rnnbench leaderboard over the store (selection + aggregation in duckdb);
 * ``store.trials()``: every live row with every column, as a pandas DataFrame;
 * a reference: a plain duckdb group-by over the same Parquet files (mean test metric per configuration);
+* ``rnnbench leaderboard STORE`` as a command (a fresh process: imports included), by its CPU time;
 
-and prints the ratios leaderboard / reference, with the bytes on disk.
+and prints the ratios leaderboard / reference, with the bytes on disk. Each in-process measurement is the best
+of 3 runs, in wall seconds and in CPU seconds of this process (all its threads: duckdb runs several); the
+command's CPU seconds are the child's user + system time (``getrusage``), the best of 3. On a shared machine
+compare the ratios and the CPU seconds, not the wall seconds.
 
     python benchmarks/results_scale.py                    # 10^3, 10^4, 10^5, 10^6 rows
     python benchmarks/results_scale.py --sizes 1000 10000 # quicker
@@ -17,7 +21,11 @@ and prints the ratios leaderboard / reference, with the bytes on disk.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,13 +62,32 @@ def synthetic(start: int, count: int, seeds: int = 5, rng: np.random.Generator |
     return out
 
 
-def timed(fn, repeat: int = 3) -> tuple[float, object]:
-    best, result = float("inf"), None
+def timed(fn, repeat: int = 3) -> tuple[float, float, object]:
+    """(best wall s, best CPU s of this process, the last result) over ``repeat`` calls."""
+    best, best_cpu, result = float("inf"), float("inf"), None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    return best, best_cpu, result
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def command_cpu(root: Path, repeat: int = 3) -> float:
+    """Best CPU seconds (user + system) of ``rnnbench leaderboard ROOT`` in a fresh process."""
+    root_dir = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root_dir), os.environ.get("PYTHONPATH")]))}
+    best = float("inf")
+    for _ in range(repeat):
+        c0 = _children_cpu()
+        subprocess.run([sys.executable, "-m", "suite.cli", "leaderboard", str(root)], env=env, check=True,
+                       stdout=subprocess.DEVNULL, timeout=600)
+        best = min(best, _children_cpu() - c0)
+    return best
 
 
 def measure(n: int, batch: int, root: Path) -> dict[str, float]:
@@ -74,15 +101,16 @@ def measure(n: int, batch: int, root: Path) -> dict[str, float]:
     store.compact()
     compact_s = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in (root / "trials").rglob("*.parquet"))
-    board_s, board = timed(lambda: leaderboard(store))
-    trials_s, trials = timed(lambda: store.trials(), repeat=1 if n >= 10**6 else 3)
+    board_s, board_cpu, board = timed(lambda: leaderboard(store))
+    trials_s, _, trials = timed(lambda: store.trials(), repeat=1 if n >= 10**6 else 3)
     files = f"{root}/trials/*/*.parquet"
-    ref_s, _ = timed(lambda: duckdb.sql(
+    ref_s, ref_cpu, _ = timed(lambda: duckdb.sql(
         f"SELECT task, model, method, config_id, avg(test_primary) FROM read_parquet('{files}', union_by_name=true) "
         "WHERE status = 'ok' GROUP BY ALL").fetchall())
     assert len(trials) == n and len(board) == 4 * 3 * 4
     return {"rows": n, "parts": parts, "write_s": write_s, "compact_s": compact_s, "mib": size / 2**20,
-            "leaderboard_s": board_s, "trials_s": trials_s, "duckdb_ref_s": ref_s}
+            "leaderboard_s": board_s, "leaderboard_cpu": board_cpu, "trials_s": trials_s, "duckdb_ref_s": ref_s,
+            "duckdb_ref_cpu": ref_cpu, "command_cpu": command_cpu(root, repeat=1 if n >= 10**6 else 3)}
 
 
 def main() -> None:
@@ -94,7 +122,8 @@ def main() -> None:
     if args.smoke:
         args.sizes = [1000]
     print(f"{'rows':>8} {'parts':>5} {'write s':>8} {'compact s':>9} {'MiB':>7} {'leaderboard s':>13} "
-          f"{'trials() s':>10} {'duckdb ref s':>12} {'lb / ref':>8}")
+          f"{'trials() s':>10} {'duckdb ref s':>12} {'lb / ref':>8} {'lb cpu s':>8} {'ref cpu s':>9} "
+          f"{'cpu lb/ref':>10} {'command cpu s':>13}")
     for n in args.sizes:
         root = Path(tempfile.mkdtemp(prefix="rnnbench-scale-"))
         try:
@@ -103,7 +132,8 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
         print(f"{r['rows']:>8} {r['parts']:>5} {r['write_s']:>8.2f} {r['compact_s']:>9.2f} {r['mib']:>7.2f} "
               f"{r['leaderboard_s']:>13.3f} {r['trials_s']:>10.3f} {r['duckdb_ref_s']:>12.3f} "
-              f"{r['leaderboard_s'] / r['duckdb_ref_s']:>8.2f}", flush=True)
+              f"{r['leaderboard_s'] / r['duckdb_ref_s']:>8.2f} {r['leaderboard_cpu']:>8.3f} {r['duckdb_ref_cpu']:>9.3f} "
+              f"{r['leaderboard_cpu'] / r['duckdb_ref_cpu']:>10.2f} {r['command_cpu']:>13.3f}", flush=True)
 
 
 if __name__ == "__main__":
