@@ -25,6 +25,10 @@ a check that was skipped, with the reason in ``message``).
 * :func:`check_registry` -- all of the above for a registry, plus one ``loads`` finding per plugin file that
   failed to import.
 
+Each kind's checks are a table of small functions run in order on one state object (:data:`TASK_CHECKS`,
+:data:`MODEL_CHECKS` with :data:`BUILT_MODEL_CHECKS` per I/O kind, :data:`METHOD_CHECKS`): a check records its
+findings, fills in what the checks after it need, and raises ``_Stop`` when they cannot run.
+
 Plugin conventions read here:
 
 * ``check_params: ClassVar[dict] = {...}`` on a **method** class: parameters for the smoke trial, for methods
@@ -45,8 +49,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +159,31 @@ class _Findings:
 
 
 class _Stop(Exception):
-    """Raised by :meth:`_Findings.guard` after recording a failure: the dependent checks cannot run."""
+    """Raised after recording a failure or a skip (by :meth:`_Findings.guard`, or by a check itself): the
+    checks after it depend on what failed and do not run."""
+
+
+#: one check: records its findings in the _Findings, reads and fills in the state of its kind (what the
+#: checks before it learnt), and raises _Stop when the checks after it cannot run
+_Check = Callable[[_Findings, Any], None]
+
+
+def _run_checks(f: _Findings, checks: Sequence[tuple[str, _Check]], state: Any) -> None:
+    """Run a table of checks (``(name, check)`` pairs) in order on one state; a _Stop ends the run."""
+    for _name, check in checks:
+        check(f, state)
+
+
+def _collect(f: _Findings, run: Callable[[], None]) -> list[Finding]:
+    """``run()``'s findings: a _Stop ends it quietly, any other exception (plugin code misbehaving in a way no
+    check anticipated) is one more failure."""
+    try:
+        run()
+    except _Stop:
+        pass
+    except Exception as exc:
+        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
+    return f.items
 
 
 def _exc_text(exc: BaseException) -> str:
@@ -265,51 +293,48 @@ def _ids_problems(t: Tensor, spec: IOSpec, what: str) -> list[str]:
     return []
 
 
+def _tensor_problems(t: Tensor, spec: IOSpec, what: str, side: str, channels: str) -> list[str]:
+    """What is wrong with ``x`` (``what``, the task's ``side`` "input", ``channels`` "in") or ``y`` against
+    its IOSpec."""
+    if t.ndim != (2 if spec.is_tokens else 3):
+        return [f"{what} has shape {tuple(t.shape)}: {spec} needs [B, T{'' if spec.is_tokens else ', ' + channels}]"]
+    if spec.is_tokens:
+        return _ids_problems(t, spec, what)
+    problems = []
+    if not t.is_floating_point():
+        problems.append(f"{what} holds {t.dtype}, but {spec} needs floats")
+    if t.shape[-1] != spec.size:
+        problems.append(f"{what} has {t.shape[-1]} channels, task.{side} says {spec.size}")
+    elif t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+        problems.append(f"{what} holds non-finite values")
+    return problems
+
+
+def _mask_problems(mask: Any, x: Tensor) -> list[str]:
+    if mask is None:
+        return []
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        return [f"mask is {getattr(mask, 'dtype', type(mask).__name__)}, not a bool tensor"]
+    if x.ndim >= 2 and tuple(mask.shape) != tuple(x.shape[:2]):
+        return [f"mask has shape {tuple(mask.shape)}, x is {tuple(x.shape[:2])} on [B, T]"]
+    if not bool(mask.any()):
+        return ["mask selects no position"]
+    return []
+
+
 def _sequence_problems(data: Any, task: Task) -> list[str]:
     """What is wrong with one split against the task's IOSpecs (empty: conforms)."""
     if not isinstance(data, SequenceData):
         return [f"split returned {type(data).__name__}, not SequenceData"]
-    x, y, mask = data.x, data.y, data.mask
+    x, y = data.x, data.y
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         return [f"x / y are {type(x).__name__} / {type(y).__name__}, not tensors"]
-    problems = []
-    inp, out = task.input, task.output
-    want_x = 2 if inp.is_tokens else 3
-    if x.ndim != want_x:
-        problems.append(f"x has shape {tuple(x.shape)}: {inp} needs [B, T{'' if inp.is_tokens else ', in'}]")
-    elif inp.is_tokens:
-        problems += _ids_problems(x, inp, "x")
-    else:
-        if not x.is_floating_point():
-            problems.append(f"x holds {x.dtype}, but {inp} needs floats")
-        if x.shape[-1] != inp.size:
-            problems.append(f"x has {x.shape[-1]} channels, task.input says {inp.size}")
-        elif x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
-            problems.append("x holds non-finite values")
-    want_y = 2 if out.is_tokens else 3
-    if y.ndim != want_y:
-        problems.append(f"y has shape {tuple(y.shape)}: {out} needs [B, T{'' if out.is_tokens else ', out'}]")
-    elif out.is_tokens:
-        problems += _ids_problems(y, out, "y")
-    else:
-        if not y.is_floating_point():
-            problems.append(f"y holds {y.dtype}, but {out} needs floats")
-        if y.shape[-1] != out.size:
-            problems.append(f"y has {y.shape[-1]} channels, task.output says {out.size}")
-        elif y.is_floating_point() and y.numel() and not bool(torch.isfinite(y).all()):
-            problems.append("y holds non-finite values")
+    problems = _tensor_problems(x, task.input, "x", "input", "in") + _tensor_problems(y, task.output, "y", "output", "out")
     if x.ndim >= 2 and y.ndim >= 2 and tuple(x.shape[:2]) != tuple(y.shape[:2]):
         problems.append(f"x {tuple(x.shape)} and y {tuple(y.shape)} are not aligned on [B, T]")
     if x.ndim >= 2 and (x.shape[0] < 1 or x.shape[1] < 1):
         problems.append(f"empty split: x has shape {tuple(x.shape)}")
-    if mask is not None:
-        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-            problems.append(f"mask is {getattr(mask, 'dtype', type(mask).__name__)}, not a bool tensor")
-        elif x.ndim >= 2 and tuple(mask.shape) != tuple(x.shape[:2]):
-            problems.append(f"mask has shape {tuple(mask.shape)}, x is {tuple(x.shape[:2])} on [B, T]")
-        elif not bool(mask.any()):
-            problems.append("mask selects no position")
-    return problems
+    return problems + _mask_problems(data.mask, x)
 
 
 def _eval_model(task: Task, registry: Any) -> tuple[str, RecurrentModel] | tuple[None, str]:
@@ -335,27 +360,40 @@ def check_task(cls: type[Task], data_dir: str | Path | None = None, quick: bool 
     evaluation reads), and no evaluation for tasks whose val split has more than 200 000 positions.
     ``registry``: where the evaluation model comes from (default: the built-in registry)."""
     f = _Findings("tasks", getattr(cls, "name", cls.__name__))
-    try:
+
+    def run() -> None:
         with _offline(not allow_download), _one_thread():
-            _check_task(f, cls, Path(data_dir) if data_dir is not None else default_data_dir(), quick,
-                        registry or load_registry())
-    except _Stop:
-        pass
-    except Exception as exc:  # plugin code misbehaving in a way no check anticipated: still a finding
-        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
-    return f.items
+            state = _TaskState(cls, Path(data_dir) if data_dir is not None else default_data_dir(), quick,
+                               registry or load_registry())
+            _run_checks(f, TASK_CHECKS, state)
+
+    return _collect(f, run)
 
 
-def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, registry: Any) -> None:
+@dataclass
+class _TaskState:
+    """What the task checks learn, in order, for the checks after them."""
+
+    cls: type[Task]
+    data_dir: Path
+    quick: bool
+    registry: Any
+    params: Any = None
+    names: list[Any] = field(default_factory=list)  #: the class's metric names
+    task: Any = None  #: the instance built with the default parameters
+    inst_names: list[Any] = field(default_factory=list)  #: the instance's metric names
+    splits: tuple[str, ...] = ()
+    loaded: dict[str, SequenceData] = field(default_factory=dict)  #: the conforming splits
+
+
+def _task_params(f: _Findings, s: _TaskState) -> None:
     with f.guard("params", "Params() with the defaults"):
-        params = cls.Params()
-    f.ok("params", f"defaults validate ({type(params).__name__})")
+        s.params = s.cls.Params()
+    f.ok("params", f"defaults validate ({type(s.params).__name__})")
 
-    metrics = tuple(getattr(cls, "metrics", ()) or ())
-    problems = []
-    if not metrics:
-        problems.append("declares no metrics")
-    names = [getattr(m, "name", None) for m in metrics]
+
+def _metrics_problems(metrics: tuple[Any, ...], names: list[Any]) -> list[str]:
+    problems = [] if metrics else ["declares no metrics"]
     for m in metrics:
         if getattr(m, "direction", None) not in ("min", "max"):
             problems.append(f"metric {getattr(m, 'name', m)!r} has direction {getattr(m, 'direction', None)!r}, "
@@ -363,20 +401,29 @@ def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, regi
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"metric names repeated: {dupes}")
-    f.check("metrics", problems, f"{names}")
+    return problems
+
+
+def _task_metrics(f: _Findings, s: _TaskState) -> None:
+    metrics = tuple(getattr(s.cls, "metrics", ()) or ())
+    s.names = [getattr(m, "name", None) for m in metrics]
+    f.check("metrics", _metrics_problems(metrics, s.names), f"{s.names}")
     for m in metrics:  # an error or loss bounded below by 0 is minimised; 'max' there is almost surely a slip
         if getattr(m, "direction", None) == "max" and getattr(m, "low", None) == 0 and getattr(m, "high", None) is None:
             f.warn("metric_direction", f"metric {m.name!r} is bounded below by 0 and unbounded above (an error or a "
                                        "loss) but declared 'max': higher would be better")
-    primary = getattr(cls, "primary_metric", None)
-    if primary in names:
+
+
+def _task_primary_metric(f: _Findings, s: _TaskState) -> None:
+    primary = getattr(s.cls, "primary_metric", None)
+    if primary in s.names:
         f.ok("primary_metric", repr(primary))
     else:
-        f.fail("primary_metric", f"primary_metric {primary!r} is not among the declared metrics {names}")
+        f.fail("primary_metric", f"primary_metric {primary!r} is not among the declared metrics {s.names}")
 
-    remaining = ("instantiate", "splits", "split", "evaluate")
-    with f.guard("data_files", "data_files(default params)"):
-        files = list(cls.data_files(params) or [])
+
+def _unresolved(files: list[Any], data_dir: Path) -> tuple[list[Any], list[Any]]:
+    """(missing, broken): the data files that do not resolve, absent or present but refused (a checksum)."""
     missing, broken = [], []
     for file in files:
         try:
@@ -384,93 +431,119 @@ def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, regi
         except DataFileError:
             path = getattr(file, "path", str(file))
             present = isinstance(path, str) and (data_dir / path).is_file()
-            (broken if present else missing).append(path)  # present but refused: a checksum mismatch
+            (broken if present else missing).append(path)
+    return missing, broken
+
+
+def _task_data_files(f: _Findings, s: _TaskState) -> None:
+    """The data files of the default parameters resolve; otherwise the checks that need them are skipped."""
+    with f.guard("data_files", "data_files(default params)"):
+        files = list(s.cls.data_files(s.params) or [])
+    missing, broken = _unresolved(files, s.data_dir)
     if missing or broken:
         what = missing or broken
         more = f" (+{len(what) - 1} more)" if len(what) > 1 else ""
         reason = (f"needs data file {what[0]}{more} (set RNNBENCH_DATA)" if missing
-                  else f"data file {what[0]}{more} under {data_dir} fails its checksum")
-        f.skip("data_files", reason)
-        for check in remaining:
+                  else f"data file {what[0]}{more} under {s.data_dir} fails its checksum")
+        for check in ("data_files", "instantiate", "splits", "split", "evaluate"):
             f.skip(check, reason)
-        return
-    f.ok("data_files", f"{len(files)} file(s) resolve under {data_dir}" if files else "none needed")
+        raise _Stop
+    f.ok("data_files", f"{len(files)} file(s) resolve under {s.data_dir}" if files else "none needed")
 
+
+def _task_instantiate(f: _Findings, s: _TaskState) -> None:
     t0 = time.perf_counter()
     with f.guard("instantiate", "the constructor (default params)"):
-        task = cls(params, data_dir)
+        s.task = s.cls(s.params, s.data_dir)
     f.ok("instantiate", f"built in {time.perf_counter() - t0:.1f} s")
 
-    # an instance may narrow its class's metrics (e.g. a variant parameter): check those again
-    inst_metrics = tuple(getattr(task, "metrics", ()) or ())
-    inst_names = [getattr(m, "name", None) for m in inst_metrics]
-    if inst_names != names:
-        problems = [] if inst_metrics else ["the instance declares no metrics"]
-        problems += [f"metric {m.name!r} has direction {m.direction!r}" for m in inst_metrics
-                     if getattr(m, "direction", None) not in ("min", "max")]
-        if getattr(task, "primary_metric", None) not in inst_names:
-            problems.append(f"the instance's primary_metric {task.primary_metric!r} is not among its metrics {inst_names}")
-        f.check("instance_metrics", problems, f"{inst_names}")
 
-    splits = tuple(getattr(task, "splits", ()) or ())
-    absent = [s for s in REQUIRED_SPLITS if s not in splits]
-    f.check("splits", [f"splits {list(splits)} lack {absent}"] if absent else [], f"{list(splits)}")
-    io = _io_problems(task)
-    f.check("io", io, f"{task.input} -> {task.output}" if not io else "")
+def _task_instance_metrics(f: _Findings, s: _TaskState) -> None:
+    """An instance may narrow its class's metrics (e.g. a variant parameter): check those again."""
+    task = s.task
+    inst_metrics = tuple(getattr(task, "metrics", ()) or ())
+    s.inst_names = [getattr(m, "name", None) for m in inst_metrics]
+    if s.inst_names == s.names:
+        return
+    problems = [] if inst_metrics else ["the instance declares no metrics"]
+    problems += [f"metric {m.name!r} has direction {m.direction!r}" for m in inst_metrics
+                 if getattr(m, "direction", None) not in ("min", "max")]
+    if getattr(task, "primary_metric", None) not in s.inst_names:
+        problems.append(f"the instance's primary_metric {task.primary_metric!r} is not among its metrics {s.inst_names}")
+    f.check("instance_metrics", problems, f"{s.inst_names}")
+
+
+def _task_splits(f: _Findings, s: _TaskState) -> None:
+    s.splits = tuple(getattr(s.task, "splits", ()) or ())
+    absent = [x for x in REQUIRED_SPLITS if x not in s.splits]
+    f.check("splits", [f"splits {list(s.splits)} lack {absent}"] if absent else [], f"{list(s.splits)}")
+
+
+def _task_io(f: _Findings, s: _TaskState) -> None:
+    io = _io_problems(s.task)
+    f.check("io", io, f"{s.task.input} -> {s.task.output}" if not io else "")
     if io:
         f.skip("split", "task.input / task.output are not valid IOSpecs")
         f.skip("evaluate", "task.input / task.output are not valid IOSpecs")
-        return
+        raise _Stop
 
-    to_check = list(splits[:1]) if quick else list(splits)
-    if "val" in splits and "val" not in to_check:
+
+def _load_split(f: _Findings, task: Task, name: str) -> SequenceData | None:
+    """``task.split(name)`` when it conforms (a ``split:<name>`` finding either way)."""
+    try:
+        t0 = time.perf_counter()
+        data = task.split(name)
+        problems = _sequence_problems(data, task)
+    except Exception as exc:
+        f.fail(f"split:{name}", f"split({name!r}) raised {_exc_text(exc)}")
+        return None
+    if f.check(f"split:{name}", problems, f"x {tuple(data.x.shape)} {data.x.dtype}, y {tuple(data.y.shape)} "
+               f"{data.y.dtype}, mask {None if data.mask is None else tuple(data.mask.shape)} "
+               f"({time.perf_counter() - t0:.1f} s)"):
+        return data
+    return None
+
+
+def _task_split(f: _Findings, s: _TaskState) -> None:
+    to_check = list(s.splits[:1]) if s.quick else list(s.splits)
+    if "val" in s.splits and "val" not in to_check:
         to_check.append("val")  # the evaluation reads it anyway
-    loaded: dict[str, SequenceData] = {}
-    for s in to_check:
-        try:
-            t0 = time.perf_counter()
-            data = task.split(s)
-            problems = _sequence_problems(data, task)
-        except Exception as exc:
-            f.fail(f"split:{s}", f"split({s!r}) raised {_exc_text(exc)}")
-            continue
-        if f.check(f"split:{s}", problems, f"x {tuple(data.x.shape)} {data.x.dtype}, y {tuple(data.y.shape)} "
-                   f"{data.y.dtype}, mask {None if data.mask is None else tuple(data.mask.shape)} "
-                   f"({time.perf_counter() - t0:.1f} s)"):
-            loaded[s] = data
-    if quick and len(splits) > 1:
+    for name in to_check:
+        data = _load_split(f, s.task, name)
+        if data is not None:
+            s.loaded[name] = data
+    if s.quick and len(s.splits) > 1:
         f.skip("split", f"quick: only {to_check} checked")
 
-    names_loaded = sorted(loaded)
+
+def _task_distinct_splits(f: _Findings, s: _TaskState) -> None:
+    names_loaded = sorted(s.loaded)
     for i, a in enumerate(names_loaded):
         for b in names_loaded[i + 1:]:
-            da, db = loaded[a], loaded[b]
+            da, db = s.loaded[a], s.loaded[b]
             if da.x.shape == db.x.shape and da.y.shape == db.y.shape and bool((da.x == db.x).all()) and bool((da.y == db.y).all()):
                 f.warn("distinct_splits", f"splits {a!r} and {b!r} hold the same data: a score on one is a score on the "
                                           "other (train on test?)")
-    if "val" not in loaded:
+
+
+def _evaluation_model(f: _Findings, s: _TaskState) -> tuple[str, RecurrentModel]:
+    """The untrained model to evaluate on val, or a skipped ``evaluate`` and the end of the checks."""
+    if "val" not in s.loaded:
         f.skip("evaluate", "no conforming val split to evaluate on")
-        return
-    positions = loaded["val"].batch * loaded["val"].length
-    if quick and positions > QUICK_MAX_VAL_POSITIONS:
+        raise _Stop
+    positions = s.loaded["val"].batch * s.loaded["val"].length
+    if s.quick and positions > QUICK_MAX_VAL_POSITIONS:
         f.skip("evaluate", f"quick: the val split has {positions} positions (> {QUICK_MAX_VAL_POSITIONS})")
-        return
-    model_name, model = _eval_model(task, registry)
+        raise _Stop
+    model_name, model = _eval_model(s.task, s.registry)
     if model_name is None:
         f.skip("evaluate", str(model))
-        return
-    t0 = time.perf_counter()
-    try:
-        with _seeded(0), torch.no_grad():
-            result = task.evaluate(model, "val")
-    except Exception as exc:
-        f.fail("evaluate", f"evaluate({model_name} model, 'val') raised {_exc_text(exc)}")
-        return
-    elapsed = time.perf_counter() - t0
-    if not isinstance(result, Mapping):
-        f.fail("evaluate", f"evaluate returned {type(result).__name__}, not a dict of metrics")
-        return
-    declared = set(inst_names)
+        raise _Stop
+    return model_name, model
+
+
+def _result_problems(result: Mapping[Any, Any], declared: set[Any]) -> tuple[list[str], dict[Any, Any]]:
+    """(problems, the non-finite or non-numeric values) of an evaluation's result."""
     problems = []
     extra = sorted(str(k) for k in set(result) - declared)
     lacking = sorted(declared - set(result))
@@ -489,8 +562,41 @@ def _check_task(f: _Findings, cls: type[Task], data_dir: Path, quick: bool, regi
             bad[k] = value
     if bad:
         problems.append(f"non-finite or non-numeric values {bad}")
+    return problems, bad
+
+
+def _task_evaluate(f: _Findings, s: _TaskState) -> None:
+    model_name, model = _evaluation_model(f, s)
+    t0 = time.perf_counter()
+    try:
+        with _seeded(0), torch.no_grad():
+            result = s.task.evaluate(model, "val")
+    except Exception as exc:
+        f.fail("evaluate", f"evaluate({model_name} model, 'val') raised {_exc_text(exc)}")
+        return
+    elapsed = time.perf_counter() - t0
+    if not isinstance(result, Mapping):
+        f.fail("evaluate", f"evaluate returned {type(result).__name__}, not a dict of metrics")
+        return
+    problems, bad = _result_problems(result, set(s.inst_names))
     shown = {k: round(float(v), 4) for k, v in result.items() if k not in bad}
     f.check("evaluate", problems, f"{shown} with an untrained {model_name} ({elapsed:.1f} s)")
+
+
+#: the task checks, in order (a check that the later ones depend on ends the run with _Stop when it fails)
+TASK_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("params", _task_params),
+    ("metrics", _task_metrics),  # and the metric_direction warning
+    ("primary_metric", _task_primary_metric),
+    ("data_files", _task_data_files),
+    ("instantiate", _task_instantiate),
+    ("instance_metrics", _task_instance_metrics),
+    ("splits", _task_splits),
+    ("io", _task_io),
+    ("split", _task_split),
+    ("distinct_splits", _task_distinct_splits),
+    ("evaluate", _task_evaluate),
+)
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -515,84 +621,142 @@ def _random_inputs(spec: IOSpec, dtype: torch.dtype) -> Tensor:
 def check_model(cls: type[RecurrentModel]) -> list[Finding]:
     """Check a model class against the :class:`~suite.contracts.RecurrentModel` contract (module docstring)."""
     f = _Findings("models", getattr(cls, "name", cls.__name__))
-    try:
+
+    def run() -> None:
         with _seeded(0), _one_thread():
-            _check_model(f, cls)
-    except _Stop:
-        pass
-    except Exception as exc:  # plugin code misbehaving in a way no check anticipated: still a finding
-        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
-    return f.items
+            _run_checks(f, MODEL_CHECKS, _ModelState(cls))
+
+    return _collect(f, run)
 
 
-def _check_model(f: _Findings, cls: type[RecurrentModel]) -> None:
+@dataclass
+class _ModelState:
+    cls: type[RecurrentModel]
+    params: Any = None
+    caps: frozenset[str] = frozenset()
+
+
+def _model_params(f: _Findings, s: _ModelState) -> None:
     with f.guard("params", "Params() with the defaults"):
-        params = cls.Params()
-    f.ok("params", f"defaults validate ({type(params).__name__})")
-    caps = frozenset(getattr(cls, "capabilities", ()) or ())
-    unknown = sorted(caps - KNOWN_CAPABILITIES)
-    f.add("capabilities", True, f"{sorted(caps)}" + (f" (not known to the suite: {unknown})" if unknown else ""))
+        s.params = s.cls.Params()
+    f.ok("params", f"defaults validate ({type(s.params).__name__})")
+
+
+def _model_capabilities(f: _Findings, s: _ModelState) -> None:
+    s.caps = frozenset(getattr(s.cls, "capabilities", ()) or ())
+    unknown = sorted(s.caps - KNOWN_CAPABILITIES)
+    f.add("capabilities", True, f"{sorted(s.caps)}" + (f" (not known to the suite: {unknown})" if unknown else ""))
+
+
+def _build_model(f: _Findings, s: _ModelState, label: str, inp: IOSpec, out: IOSpec) -> RecurrentModel | None:
+    """The model for ``inp -> out`` (a ``build[label]`` finding), or None when the class refuses that I/O."""
+    check = f"build[{label}]"
+    try:
+        model = s.cls(inp, out, s.params)
+    except Exception as exc:
+        if str(exc).strip():
+            f.skip(check, f"refuses {inp} -> {out}: {_exc_text(exc)}")
+        else:
+            f.fail(check, f"refuses {inp} -> {out} with an exception that gives no reason: {_exc_text(exc)}")
+        return None
+    return model
+
+
+def _model_builds(f: _Findings, s: _ModelState) -> None:
+    """Per I/O kind the model accepts, the checks of :data:`BUILT_MODEL_CHECKS` (a _Stop ends that kind's)."""
     built = 0
     for label, (inp, out) in (("real", REAL_IO), ("tokens", TOKEN_IO)):
-        check = f"build[{label}]"
-        try:
-            model = cls(inp, out, params)
-        except Exception as exc:
-            if str(exc).strip():
-                f.skip(check, f"refuses {inp} -> {out}: {_exc_text(exc)}")
-            else:
-                f.fail(check, f"refuses {inp} -> {out} with an exception that gives no reason: {_exc_text(exc)}")
+        model = _build_model(f, s, label, inp, out)
+        if model is None:
             continue
         built += 1
-        f.ok(check, f"{inp} -> {out}")
-        try:
-            _check_built_model(f, model, caps, label, inp, out)
-        except _Stop:
-            pass
+        f.ok(f"build[{label}]", f"{inp} -> {out}")
+        with contextlib.suppress(_Stop):
+            _run_checks(f, BUILT_MODEL_CHECKS, _BuiltModel(model, s.caps, f"[{label}]", inp, out))
     if built == 0:
         f.fail("io", "accepts neither real (3 -> 2 channels) nor token (7 -> 7) inputs and outputs")
 
 
-def _check_built_model(f: _Findings, model: RecurrentModel, caps: frozenset[str], label: str,
-                       inp: IOSpec, out: IOSpec) -> None:
-    sfx = f"[{label}]"
-    D = getattr(model, "state_size", None)
+#: the model checks, in order
+MODEL_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("params", _model_params),
+    ("capabilities", _model_capabilities),
+    ("build", _model_builds),  # and the checks of each model built
+)
+
+
+@dataclass
+class _BuiltModel:
+    """One model built for one I/O kind, and what its checks compute for the checks after them."""
+
+    model: RecurrentModel
+    caps: frozenset[str]
+    sfx: str  #: "[real]" / "[tokens]", appended to the check names
+    inp: IOSpec
+    out: IOSpec
+    D: int = 0  #: state_size
+    x: Any = None  #: a random float64 input batch [B, T, ...]
+    h0: Any = None  #: a random initial state [B, D]
+    u: Any = None  #: encode(x)
+    zero: Any = None  #: initial_state(B)
+    hs: Any = None  #: hidden_states(x)
+    hs0: Any = None  #: hidden_states(x, h0)
+    H: Any = None  #: the rows the Jacobians are taken at: a random state, and one on the trajectory
+    U: Any = None
+    J_ad: Any = None  #: the autograd Jacobian of step at (H, U); None when torch_func failed
+
+
+def _state_size(f: _Findings, s: _BuiltModel) -> None:
+    D = getattr(s.model, "state_size", None)
     if not isinstance(D, int) or isinstance(D, bool) or D <= 0:
-        f.fail("state_size" + sfx, f"state_size is {D!r}, not a positive int")
-        return
-    f.ok("state_size" + sfx, str(D))
-    with f.guard("float64" + sfx, "model.double()"):
-        model = model.double().eval()
-        if not any(True for _ in model.parameters()):
+        f.fail("state_size" + s.sfx, f"state_size is {D!r}, not a positive int")
+        raise _Stop
+    s.D = D
+    f.ok("state_size" + s.sfx, str(D))
+
+
+def _float64(f: _Findings, s: _BuiltModel) -> None:
+    with f.guard("float64" + s.sfx, "model.double()"):
+        s.model = s.model.double().eval()
+        if not any(True for _ in s.model.parameters()):
             raise ValueError("the model has no parameters (initial_state and the trial need one)")
-    dtype = torch.float64
-    x = _random_inputs(inp, dtype)
-    B, T = MODEL_BATCH, MODEL_LENGTH
-    h0 = 0.5 * torch.randn(B, D, dtype=dtype)
-    with f.guard("step_loop" + sfx, "encode / initial_state / hidden_states"):
-        u = model.encode(x)
-        zero = model.initial_state(B)
-        hs = model.hidden_states(x)
-        hs0 = model.hidden_states(x, h0)
+
+
+def _step_loop_problems(s: _BuiltModel) -> list[str]:
+    B, T, D = MODEL_BATCH, MODEL_LENGTH, s.D
     problems = []
-    if tuple(zero.shape) != (B, D):
-        problems.append(f"initial_state({B}) has shape {tuple(zero.shape)}, not {(B, D)}")
-    if u.ndim != 3 or tuple(u.shape[:2]) != (B, T):
-        problems.append(f"encode(x) has shape {tuple(u.shape)}, not [B={B}, T={T}, features]")
-    for what, h in (("hidden_states(x)", hs), ("hidden_states(x, h0)", hs0)):
+    if tuple(s.zero.shape) != (B, D):
+        problems.append(f"initial_state({B}) has shape {tuple(s.zero.shape)}, not {(B, D)}")
+    if s.u.ndim != 3 or tuple(s.u.shape[:2]) != (B, T):
+        problems.append(f"encode(x) has shape {tuple(s.u.shape)}, not [B={B}, T={T}, features]")
+    for what, h in (("hidden_states(x)", s.hs), ("hidden_states(x, h0)", s.hs0)):
         if tuple(h.shape) != (B, T, D):
             problems.append(f"{what} has shape {tuple(h.shape)}, not {(B, T, D)}")
         elif not bool(torch.isfinite(h).all()):
             problems.append(f"{what} holds non-finite values")
-    if not f.check("step_loop" + sfx, problems, f"states [B, T, {D}]"):
-        return
+    return problems
 
-    # step under torch.func: functional_call + vmap + jacrev, one [D, D] Jacobian per row
-    H = torch.cat([h0, hs0[:, T // 2 - 1]], 0)  # rows: a random state, and one on the trajectory
-    U = torch.cat([u[:, 0], u[:, T // 2]], 0)
-    J_ad = None
-    with f.guard("torch_func" + sfx, "step under functional_call + vmap + jacrev"):
-        call = _StepCall(model)
+
+def _step_loop(f: _Findings, s: _BuiltModel) -> None:
+    """encode / initial_state / hidden_states from the zero state and from a random h0 (float64)."""
+    s.x = _random_inputs(s.inp, torch.float64)
+    s.h0 = 0.5 * torch.randn(MODEL_BATCH, s.D, dtype=torch.float64)
+    with f.guard("step_loop" + s.sfx, "encode / initial_state / hidden_states"):
+        s.u = s.model.encode(s.x)
+        s.zero = s.model.initial_state(MODEL_BATCH)
+        s.hs = s.model.hidden_states(s.x)
+        s.hs0 = s.model.hidden_states(s.x, s.h0)
+    if not f.check("step_loop" + s.sfx, _step_loop_problems(s), f"states [B, T, {s.D}]"):
+        raise _Stop
+
+
+def _torch_func(f: _Findings, s: _BuiltModel) -> None:
+    """step under torch.func: functional_call + vmap + jacrev, one [D, D] Jacobian per row."""
+    T, D = MODEL_LENGTH, s.D
+    s.H = H = torch.cat([s.h0, s.hs0[:, T // 2 - 1]], 0)  # rows: a random state, and one on the trajectory
+    s.U = U = torch.cat([s.u[:, 0], s.u[:, T // 2]], 0)
+    with f.guard("torch_func" + s.sfx, "step under functional_call + vmap + jacrev"):
+        call = _StepCall(s.model)
         p = {k: v.detach() for k, v in call.named_parameters()}
         p.update({k: v for k, v in call.named_buffers()})
 
@@ -607,105 +771,150 @@ def _check_built_model(f: _Findings, model: RecurrentModel, caps: frozenset[str]
     elif not bool(torch.isfinite(J_ad).all()):
         problems.append("the Jacobian holds non-finite values")
     with torch.no_grad():
-        _close(stepped, model.step(H, U), "vmap(step) vs step on the batch", problems)
-    if not f.check("torch_func" + sfx, problems, f"vmap(jacrev(step)): {H.shape[0]} x [{D}, {D}]"):
-        J_ad = None
+        _close(stepped, s.model.step(H, U), "vmap(step) vs step on the batch", problems)
+    if f.check("torch_func" + s.sfx, problems, f"vmap(jacrev(step)): {H.shape[0]} x [{D}, {D}]"):
+        s.J_ad = J_ad
 
-    # forward == step loop (hidden_states + readout), float64, from the zero state and from h0
-    problems = []
-    with f.guard("forward_matches_steps" + sfx, "forward / readout"):
+
+def _forward_matches_steps(f: _Findings, s: _BuiltModel) -> None:
+    """forward == step loop (hidden_states + readout), float64, from the zero state and from h0."""
+    B, T, model = MODEL_BATCH, MODEL_LENGTH, s.model
+    problems: list[str] = []
+    with f.guard("forward_matches_steps" + s.sfx, "forward / readout"):
         with torch.no_grad():
-            for start, states in ((None, hs), (h0, hs0)):
+            for start, states in ((None, s.hs), (s.h0, s.hs0)):
                 what = "from h0" if start is not None else "from the zero state"
-                y_f, h_T = model(x) if start is None else model(x, start)
-                y_l = model.readout(states, u)
-                if tuple(y_l.shape[:2]) != (B, T) or y_l.shape[-1] != out.size:
-                    problems.append(f"readout(states) has shape {tuple(y_l.shape)}, not [B, T, {out.size}]")
+                y_f, h_T = model(s.x) if start is None else model(s.x, start)
+                y_l = model.readout(states, s.u)
+                if tuple(y_l.shape[:2]) != (B, T) or y_l.shape[-1] != s.out.size:
+                    problems.append(f"readout(states) has shape {tuple(y_l.shape)}, not [B, T, {s.out.size}]")
                 _close(y_f, y_l, f"outputs {what}", problems)
                 _close(h_T, states[:, -1], f"final state {what}", problems)
-    f.check("forward_matches_steps" + sfx, problems, f"forward == step loop to {TOL:g} (float64, B={B}, T={T})")
-
-    if FUSED_SEQUENCE in caps:
-        if type(model).forward is RecurrentModel.forward:
-            f.fail("fused_sequence" + sfx, "declares fused_sequence but forward() is the contract's default step loop")
-        else:
-            f.ok("fused_sequence" + sfx, f"forward is {type(model).__name__}'s own (it matches the step loop above)")
-    if LINEAR_RECURRENCE in caps:
-        _check_linear_recurrence(f, model, sfx, u, h0, hs0, zero, hs)
-    if ANALYTIC_JACOBIAN in caps:
-        if not callable(getattr(model, "jacobian", None)):
-            f.fail("analytic_jacobian" + sfx, "declares analytic_jacobian but has no jacobian()")
-        elif J_ad is None:
-            f.skip("analytic_jacobian" + sfx, "no autograd Jacobian to compare with (torch_func failed)")
-        else:
-            problems = []
-            try:
-                with torch.no_grad():
-                    _close(model.jacobian(H, U), J_ad, "jacobian(h, u) vs autograd", problems)
-            except Exception as exc:
-                problems.append(f"jacobian(h, u) raised {_exc_text(exc)}")
-            f.check("analytic_jacobian" + sfx, problems, f"jacobian == autograd Jacobian of step to {TOL:g}")
-    if callable(getattr(model, "jacobian_diagonal", None)):
-        if J_ad is None:
-            f.skip("jacobian_diagonal" + sfx, "no autograd Jacobian to compare with (torch_func failed)")
-        else:
-            problems = []
-            try:
-                with torch.no_grad():
-                    _close(model.jacobian_diagonal(H, U), J_ad.diagonal(dim1=-2, dim2=-1),
-                           "jacobian_diagonal(h, u) vs autograd diagonal", problems)
-            except Exception as exc:
-                problems.append(f"jacobian_diagonal(h, u) raised {_exc_text(exc)}")
-            f.check("jacobian_diagonal" + sfx, problems, f"== the autograd Jacobian's diagonal to {TOL:g}")
+    f.check("forward_matches_steps" + s.sfx, problems, f"forward == step loop to {TOL:g} (float64, B={B}, T={T})")
 
 
-def _check_linear_recurrence(f: _Findings, model: RecurrentModel, sfx: str, u: Tensor, h0: Tensor,
-                             hs0: Tensor, zero: Tensor, hs: Tensor) -> None:
-    """``c_t = a_t * c_{t-1} + b_t`` from ``recurrence_coeffs(u)`` reproduces the step-loop states, through
-    ``to_scan_state`` / ``from_scan_state`` when the model has them (the scan state may differ from the flat
-    state, e.g. the LRU's complex state)."""
-    check = "linear_recurrence" + sfx
+def _fused_sequence(f: _Findings, s: _BuiltModel) -> None:
+    if FUSED_SEQUENCE not in s.caps:
+        return
+    if type(s.model).forward is RecurrentModel.forward:
+        f.fail("fused_sequence" + s.sfx, "declares fused_sequence but forward() is the contract's default step loop")
+    else:
+        f.ok("fused_sequence" + s.sfx, f"forward is {type(s.model).__name__}'s own (it matches the step loop above)")
+
+
+def _recurrence_coeffs(f: _Findings, check: str, model: RecurrentModel, u: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``recurrence_coeffs(u)``, both [B, T, S]; None (after a failure) when it is missing or malformed."""
     fn = getattr(model, "recurrence_coeffs", None)
     if not callable(fn):
         f.fail(check, "declares linear_recurrence but has no recurrence_coeffs()")
-        return
+        return None
     try:
         with torch.no_grad():
             a, b = fn(u)
     except NotImplementedError:
         f.fail(check, "declares linear_recurrence but recurrence_coeffs() raises NotImplementedError")
-        return
+        return None
     except Exception as exc:
         f.fail(check, f"recurrence_coeffs(u) raised {_exc_text(exc)}")
-        return
+        return None
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)) or a.shape != b.shape or a.ndim != 3 \
             or tuple(a.shape[:2]) != tuple(u.shape[:2]):
         f.fail(check, f"recurrence_coeffs(u) must return (a, b), both [B, T, S]; got shapes "
                       f"{tuple(getattr(a, 'shape', ()))} and {tuple(getattr(b, 'shape', ()))}")
+        return None
+    return a, b
+
+
+def _scan(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """The states ``c_t = a_t * c_{t-1} + b_t`` from ``c``, [B, T, S]."""
+    cs = []
+    for t in range(a.shape[1]):
+        c = a[:, t] * c + b[:, t]
+        cs.append(c)
+    return torch.stack(cs, 1)
+
+
+_UNMAPPED_SCAN = ("the scan state has {} values per row, the flat state {}, and the model has no "
+                  "to_scan_state/from_scan_state: the mapping is not checkable generically (forward_matches_steps "
+                  "compares the scan-based forward with the step loop)")
+
+
+def _linear_recurrence(f: _Findings, s: _BuiltModel) -> None:
+    """``c_t = a_t * c_{t-1} + b_t`` from ``recurrence_coeffs(u)`` reproduces the step-loop states, through
+    ``to_scan_state`` / ``from_scan_state`` when the model has them (the scan state may differ from the flat
+    state, e.g. the LRU's complex state)."""
+    if LINEAR_RECURRENCE not in s.caps:
         return
+    check, model = "linear_recurrence" + s.sfx, s.model
+    coeffs = _recurrence_coeffs(f, check, model, s.u)
+    if coeffs is None:
+        return
+    a, b = coeffs
     to_scan, from_scan = getattr(model, "to_scan_state", None), getattr(model, "from_scan_state", None)
-    problems = []
+    problems: list[str] = []
     try:
         with torch.no_grad():
-            for start, states, what in ((h0, hs0, "from h0"), (zero, hs, "from the zero state")):
+            for start, states, what in ((s.h0, s.hs0, "from h0"), (s.zero, s.hs, "from the zero state")):
                 c = to_scan(start) if callable(to_scan) else start
                 if c.shape[-1] != a.shape[-1]:
-                    f.skip(check, f"the scan state has {a.shape[-1]} values per row, the flat state {c.shape[-1]}, and "
-                                  "the model has no to_scan_state/from_scan_state: the mapping is not checkable "
-                                  "generically (forward_matches_steps compares the scan-based forward with the "
-                                  "step loop)")
+                    f.skip(check, _UNMAPPED_SCAN.format(a.shape[-1], c.shape[-1]))
                     return
-                cs = []
-                for t in range(a.shape[1]):
-                    c = a[:, t] * c + b[:, t]
-                    cs.append(c)
-                got = torch.stack(cs, 1)
+                got = _scan(a, b, c)
                 got = from_scan(got) if callable(from_scan) else got
                 _close(got, states, f"recurrence states {what} vs step loop", problems)
     except Exception as exc:
         problems.append(f"running the recurrence raised {_exc_text(exc)}")
     mapped = " (through to_scan_state / from_scan_state)" if callable(to_scan) or callable(from_scan) else ""
     f.check(check, problems, f"c_t = a_t * c_(t-1) + b_t reproduces the states to {TOL:g}{mapped}")
+
+
+def _analytic_jacobian(f: _Findings, s: _BuiltModel) -> None:
+    if ANALYTIC_JACOBIAN not in s.caps:
+        return
+    check = "analytic_jacobian" + s.sfx
+    if not callable(getattr(s.model, "jacobian", None)):
+        f.fail(check, "declares analytic_jacobian but has no jacobian()")
+    elif s.J_ad is None:
+        f.skip(check, "no autograd Jacobian to compare with (torch_func failed)")
+    else:
+        problems: list[str] = []
+        try:
+            with torch.no_grad():
+                _close(s.model.jacobian(s.H, s.U), s.J_ad, "jacobian(h, u) vs autograd", problems)
+        except Exception as exc:
+            problems.append(f"jacobian(h, u) raised {_exc_text(exc)}")
+        f.check(check, problems, f"jacobian == autograd Jacobian of step to {TOL:g}")
+
+
+def _jacobian_diagonal(f: _Findings, s: _BuiltModel) -> None:
+    if not callable(getattr(s.model, "jacobian_diagonal", None)):
+        return
+    check = "jacobian_diagonal" + s.sfx
+    if s.J_ad is None:
+        f.skip(check, "no autograd Jacobian to compare with (torch_func failed)")
+        return
+    problems: list[str] = []
+    try:
+        with torch.no_grad():
+            _close(s.model.jacobian_diagonal(s.H, s.U), s.J_ad.diagonal(dim1=-2, dim2=-1),
+                   "jacobian_diagonal(h, u) vs autograd diagonal", problems)
+    except Exception as exc:
+        problems.append(f"jacobian_diagonal(h, u) raised {_exc_text(exc)}")
+    f.check(check, problems, f"== the autograd Jacobian's diagonal to {TOL:g}")
+
+
+#: the checks of one built model, in order (a _Stop ends those of this I/O kind only)
+BUILT_MODEL_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("state_size", _state_size),
+    ("float64", _float64),
+    ("step_loop", _step_loop),
+    ("torch_func", _torch_func),
+    ("forward_matches_steps", _forward_matches_steps),
+    ("fused_sequence", _fused_sequence),
+    ("linear_recurrence", _linear_recurrence),
+    ("analytic_jacobian", _analytic_jacobian),
+    ("jacobian_diagonal", _jacobian_diagonal),
+)
 
 
 # --- methods ----------------------------------------------------------------------------------------
@@ -754,107 +963,167 @@ def check_method(cls: type[Method], registry: Any = None, plugin_dirs: Iterable[
     built in); ``time_limit_s`` bounds the trial (a method that does not stop ends ``timeout``)."""
     registry = registry or load_registry()
     f = _Findings("methods", getattr(cls, "name", cls.__name__))
-    try:
-        _check_method(f, cls, registry, plugin_dirs, data_dir, time_limit_s)
-    except _Stop:
-        pass
-    except Exception as exc:  # plugin code misbehaving in a way no check anticipated: still a finding
-        f.fail("unexpected", f"the checks stopped: {_exc_text(exc)}")
-    return f.items
+    state = _MethodState(cls, registry, plugin_dirs, data_dir, time_limit_s)
+    return _collect(f, lambda: _run_checks(f, METHOD_CHECKS, state))
 
 
-def _check_method(f: _Findings, cls: type[Method], registry: Any, plugin_dirs: Iterable[str | Path] | None,
-                  data_dir: str | Path | None, time_limit_s: float) -> None:
-    check_params = dict(getattr(cls, "check_params", None) or {})
-    required = _required_fields(cls.Params)
-    if required:
-        f.skip("params", f"parameters without a default: {required}")
+@dataclass
+class _TrialRun:
+    """One smoke trial: its record and reports."""
+
+    task_name: str
+    task_params: dict[str, Any]
+    record: Any = None
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+@dataclass
+class _MethodState:
+    """What the method checks learn, in order, for the checks after them."""
+
+    cls: type[Method]
+    registry: Any
+    plugin_dirs: Iterable[str | Path] | None
+    data_dir: str | Path | None
+    time_limit_s: float
+    check_params: dict[str, Any] = field(default_factory=dict)
+    required: list[str] = field(default_factory=list)  #: parameters without a default
+    requires: frozenset[str] = frozenset()
+    unknown: list[str] = field(default_factory=list)  #: required capabilities no model has
+    model_name: str = ""
+    model_params: dict[str, Any] = field(default_factory=dict)
+    candidates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  #: the smoke-trial tasks
+    trial: _TrialRun | None = None
+
+
+#: the checks that need the smoke trial (skipped together when it cannot run)
+TRIAL_CHECKS = ("trial", "budget", "reports", "final_metrics")
+
+
+def _method_params(f: _Findings, s: _MethodState) -> None:
+    s.check_params = dict(getattr(s.cls, "check_params", None) or {})
+    s.required = _required_fields(s.cls.Params)
+    if s.required:
+        f.skip("params", f"parameters without a default: {s.required}")
+        return
+    with f.guard("params", "Params() with the defaults"):
+        s.cls.Params()
+    f.ok("params", "defaults validate")
+
+
+def _method_check_params(f: _Findings, s: _MethodState) -> None:
+    if s.check_params:
+        with f.guard("check_params", f"Params(**check_params) with {s.check_params}"):
+            s.cls.Params.model_validate(s.check_params)
+        f.ok("check_params", f"{s.check_params}")
+
+
+def _method_requires(f: _Findings, s: _MethodState) -> None:
+    s.requires = frozenset(getattr(s.cls, "requires", ()) or ())
+    known = _known_capabilities(s.registry)
+    s.unknown = sorted(s.requires - known)
+    if s.unknown:
+        f.fail("requires", f"requires unknown capabilities {s.unknown} (known: {sorted(known)})")
     else:
-        with f.guard("params", "Params() with the defaults"):
-            cls.Params()
-        f.ok("params", "defaults validate")
-    if check_params:
-        with f.guard("check_params", f"Params(**check_params) with {check_params}"):
-            cls.Params.model_validate(check_params)
-        f.ok("check_params", f"{check_params}")
-    unfilled = [n for n in required if n not in check_params]
-    requires = frozenset(getattr(cls, "requires", ()) or ())
-    unknown = sorted(requires - _known_capabilities(registry))
-    if unknown:
-        f.fail("requires", f"requires unknown capabilities {unknown} (known: {sorted(_known_capabilities(registry))})")
-    else:
-        f.ok("requires", f"{sorted(requires)}")
-    trial_checks = ("trial", "budget", "reports", "final_metrics")
+        f.ok("requires", f"{sorted(s.requires)}")
+
+
+def _skip_trial(f: _Findings, reason: str) -> None:
+    for check in TRIAL_CHECKS:
+        f.skip(check, reason)
+    raise _Stop
+
+
+def _method_trial_setup(f: _Findings, s: _MethodState) -> None:
+    """The model and the tasks of the smoke trial, or every trial check skipped with the reason."""
+    unfilled = [n for n in s.required if n not in s.check_params]
     if unfilled:
-        for c in trial_checks:
-            f.skip(c, f"parameters {unfilled} have no default and no check_params value: the trial cannot be defaulted")
-        return
-    if unknown:
-        for c in trial_checks:
-            f.skip(c, "no model can have the unknown capabilities")
-        return
-    model_name = next((n for n in _model_order(registry)
-                       if requires <= frozenset(getattr(registry.get("models", n), "capabilities", ()))), None)
+        _skip_trial(f, f"parameters {unfilled} have no default and no check_params value: the trial cannot be defaulted")
+    if s.unknown:
+        _skip_trial(f, "no model can have the unknown capabilities")
+    model_name = next((n for n in _model_order(s.registry)
+                       if s.requires <= frozenset(getattr(s.registry.get("models", n), "capabilities", ()))), None)
     if model_name is None:
-        for c in trial_checks:
-            f.skip(c, f"no registered model has the capabilities {sorted(requires)}")
-        return
-    candidates = [DSR_TASK] if OBSERVATION_INVERSE in requires else [SYSID_TASK, TOKEN_TASK]
-    candidates = [c for c in candidates if c[0] in registry.names("tasks")]
-    if not candidates:
-        for c in trial_checks:
-            f.skip(c, "the smoke-trial tasks (toy-sysid, markov-tokens, lorenz63) are not registered")
-        return
-    model_cls = registry.get("models", model_name)
-    model_params = _small_params(model_cls, TRIAL_MODEL_SIZES)
+        _skip_trial(f, f"no registered model has the capabilities {sorted(s.requires)}")
+    candidates = [DSR_TASK] if OBSERVATION_INVERSE in s.requires else [SYSID_TASK, TOKEN_TASK]
+    s.candidates = [c for c in candidates if c[0] in s.registry.names("tasks")]
+    if not s.candidates:
+        _skip_trial(f, "the smoke-trial tasks (toy-sysid, markov-tokens, lorenz63) are not registered")
+    s.model_name = model_name
+    s.model_params = _small_params(s.registry.get("models", model_name), TRIAL_MODEL_SIZES)
+
+
+def _trial_spec(s: _MethodState, method: str, task_name: str, task_params: dict[str, Any]) -> TrialSpec:
+    return TrialSpec(
+        experiment="conformance", task=task_name, task_params=dict(task_params), model=s.model_name,
+        model_params=s.model_params, method=method, method_params=s.check_params,
+        optimizer={"name": "adam", "lr": 0.01}, seed=0, budget={"steps": TRIAL_STEPS},
+        eval_every={"steps": 1}, selection={"metric": None, "split_weights": {"val": 1.0}},
+        resources={"cpu": 1, "device": "cpu", "time_limit_s": s.time_limit_s},
+        key=f"conformance-{method}-{task_name}",
+    )
+
+
+def _run_trial(f: _Findings, s: _MethodState, task_name: str, task_params: dict[str, Any]) -> _TrialRun:
+    """The smoke trial on one task (an exception of execute_trial itself fails ``trial`` and ends the checks)."""
+    dirs = ([str(d) for d in s.plugin_dirs] if s.plugin_dirs is not None else
+            _plugin_dirs(s.registry, [("methods", f.name), ("models", s.model_name), ("tasks", task_name)]))
+    runtime: dict[str, Any] = {"plugin_dirs": dirs}
+    if s.data_dir is not None:
+        runtime["data_dir"] = str(s.data_dir)
+    run = _TrialRun(task_name, task_params)
+    t0 = time.perf_counter()
+    try:
+        with _one_thread():  # the trial sets the threads from resources.cpu; restored afterwards
+            run.record = execute_trial(_trial_spec(s, f.name, task_name, task_params), runtime, run.reports.append)
+    except Exception as exc:
+        f.fail("trial", f"execute_trial raised {_exc_text(exc)}")
+        raise _Stop from exc
+    run.elapsed = time.perf_counter() - t0
+    return run
+
+
+def _method_trial(f: _Findings, s: _MethodState) -> None:
+    """The smoke trial ends ok, on the first candidate task whose kind of data the method does not refuse."""
     refused: list[str] = []
-    for task_name, task_params in candidates:
-        dirs = ([str(d) for d in plugin_dirs] if plugin_dirs is not None else
-                _plugin_dirs(registry, [("methods", f.name), ("models", model_name), ("tasks", task_name)]))
-        spec = TrialSpec(
-            experiment="conformance", task=task_name, task_params=dict(task_params), model=model_name,
-            model_params=model_params, method=f.name, method_params=check_params,
-            optimizer={"name": "adam", "lr": 0.01}, seed=0, budget={"steps": TRIAL_STEPS},
-            eval_every={"steps": 1}, selection={"metric": None, "split_weights": {"val": 1.0}},
-            resources={"cpu": 1, "device": "cpu", "time_limit_s": time_limit_s},
-            key=f"conformance-{f.name}-{task_name}",
-        )
-        runtime: dict[str, Any] = {"plugin_dirs": dirs}
-        if data_dir is not None:
-            runtime["data_dir"] = str(data_dir)
-        reports: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
-        try:
-            with _one_thread():  # the trial sets the threads from resources.cpu; restored afterwards
-                record = execute_trial(spec, runtime, reports.append)
-        except Exception as exc:
-            f.fail("trial", f"execute_trial raised {_exc_text(exc)}")
-            return
-        elapsed = time.perf_counter() - t0
-        if _refuses_data(record) and (task_name, task_params) != candidates[-1]:
-            refused.append(f"{task_name}: {str(record.error).strip().splitlines()[0]}")
+    for task_name, task_params in s.candidates:
+        run = _run_trial(f, s, task_name, task_params)
+        if _refuses_data(run.record) and (task_name, task_params) != s.candidates[-1]:
+            refused.append(f"{task_name}: {str(run.record.error).strip().splitlines()[0]}")
             continue
         break
-    where = f"{task_name} {task_params} with {model_name} {model_params}"
+    s.trial, record = run, run.record
+    where = f"{run.task_name} {run.task_params} with {s.model_name} {s.model_params}"
     note = f" (after refusing {'; '.join(refused)})" if refused else ""
     if record.status != "ok":
         error = str(record.error or "").strip().splitlines()
         f.fail("trial", f"{where}: status {record.status!r}: {error[0] if error else 'no error message'}{note}")
-        for c in trial_checks[1:]:
-            f.skip(c, "the trial did not end ok")
-        return
-    f.ok("trial", f"{where}: ok in {elapsed:.1f} s{note}")
-    if record.steps == TRIAL_STEPS:
-        f.ok("budget", f"{record.steps} updates for a budget of {TRIAL_STEPS} steps")
+        for check in TRIAL_CHECKS[1:]:
+            f.skip(check, "the trial did not end ok")
+        raise _Stop
+    f.ok("trial", f"{where}: ok in {run.elapsed:.1f} s{note}")
+
+
+def _method_budget(f: _Findings, s: _MethodState) -> None:
+    steps = s.trial.record.steps
+    if steps == TRIAL_STEPS:
+        f.ok("budget", f"{steps} updates for a budget of {TRIAL_STEPS} steps")
     else:
-        f.fail("budget", f"{record.steps} updates for a budget of {TRIAL_STEPS} steps: train must call ctx.step once "
+        f.fail("budget", f"{steps} updates for a budget of {TRIAL_STEPS} steps: train must call ctx.step once "
                          "per update and return when it says True")
-    progress = [r for r in reports if not r.get("final")]
+
+
+def _method_reports(f: _Findings, s: _MethodState) -> None:
+    progress = [r for r in s.trial.reports if not r.get("final")]
     if progress:
         f.ok("reports", f"{len(progress)} progress report(s)")
     else:
         f.fail("reports", "no progress report (evaluation every step was due)")
-    test = (record.metrics or {}).get("test") or {}
+
+
+def _method_final_metrics(f: _Findings, s: _MethodState) -> None:
+    test = (s.trial.record.metrics or {}).get("test") or {}
     bad = {k: v for k, v in test.items() if not (isinstance(v, (int, float)) and math.isfinite(v))}
     if not test:
         f.fail("final_metrics", "no final test metrics")
@@ -862,6 +1131,19 @@ def _check_method(f: _Findings, cls: type[Method], registry: Any, plugin_dirs: I
         f.fail("final_metrics", f"non-finite final test metrics {bad}")
     else:
         f.ok("final_metrics", f"test {dict((k, round(v, 4)) for k, v in test.items())}")
+
+
+#: the method checks, in order
+METHOD_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("params", _method_params),
+    ("check_params", _method_check_params),
+    ("requires", _method_requires),
+    ("trial", _method_trial_setup),  # the trial checks are skipped when the trial cannot run
+    ("trial", _method_trial),
+    ("budget", _method_budget),
+    ("reports", _method_reports),
+    ("final_metrics", _method_final_metrics),
+)
 
 
 # --- everything -------------------------------------------------------------------------------------
