@@ -20,8 +20,9 @@ a check that was skipped, with the reason in ``message``).
   equals its diagonal).
 * :func:`check_method` -- the default parameters validate; ``requires`` names known capabilities; a 2-step trial
   (:func:`suite.run.trial.execute_trial`) on a small task with the first registered model that covers ``requires``
-  ends ``ok`` after exactly 2 updates (the method stopped when ``ctx.step`` said the budget was spent), made at
-  least one progress report, and has finite final test metrics.
+  ends ``ok`` after exactly 2 updates (the method stopped when ``ctx.step`` said the budget was spent), changed
+  at least one model parameter (``updates``: calling ``ctx.step`` without an optimizer step fails), made at least
+  one progress report, and has finite final test metrics.
 * :func:`check_registry` -- all of the above for a registry, plus one ``loads`` finding per plugin file that
   failed to import.
 
@@ -71,6 +72,7 @@ from suite.contracts import (
 )
 from suite.datafiles import DataFileError, default_data_dir, resolve
 from suite.registry import load_registry
+from suite.run.context import TrainContext
 from suite.run.sweep import TrialSpec
 from suite.run.trial import execute_trial
 
@@ -969,13 +971,15 @@ def check_method(cls: type[Method], registry: Any = None, plugin_dirs: Iterable[
 
 @dataclass
 class _TrialRun:
-    """One smoke trial: its record and reports."""
+    """One smoke trial: its record and reports, and the model's parameters around ``method.train``."""
 
     task_name: str
     task_params: dict[str, Any]
     record: Any = None
     reports: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
+    before: dict[str, Tensor] | None = None  #: the parameters when the budget clock started (training began)
+    after: dict[str, Tensor] | None = None  #: ... and when it stopped (training ended)
 
 
 @dataclass
@@ -998,7 +1002,7 @@ class _MethodState:
 
 
 #: the checks that need the smoke trial (skipped together when it cannot run)
-TRIAL_CHECKS = ("trial", "budget", "reports", "final_metrics")
+TRIAL_CHECKS = ("trial", "budget", "updates", "reports", "final_metrics")
 
 
 def _method_params(f: _Findings, s: _MethodState) -> None:
@@ -1054,6 +1058,34 @@ def _method_trial_setup(f: _Findings, s: _MethodState) -> None:
     s.model_params = _small_params(s.registry.get("models", model_name), TRIAL_MODEL_SIZES)
 
 
+def _parameters(model: nn.Module) -> dict[str, Tensor]:
+    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
+
+
+@contextlib.contextmanager
+def _watch_parameters(run: _TrialRun) -> Iterator[None]:
+    """Snapshots of the trained model's parameters into ``run.before`` / ``run.after`` when the trial starts
+    its budget clock (right before ``method.train``) and stops it (right after, before a best-validation
+    checkpoint could be restored). The trial has no hook for this, so TrainContext's two clock methods are
+    wrapped for the duration (the check runs its trial in this process)."""
+    start, stop = TrainContext.start_clock, TrainContext.stop_clock
+
+    def start_clock(ctx: TrainContext) -> None:
+        run.before = _parameters(ctx.model)
+        start(ctx)
+
+    def stop_clock(ctx: TrainContext) -> None:
+        stop(ctx)
+        if run.before is not None and run.after is None:
+            run.after = _parameters(ctx.model)
+
+    TrainContext.start_clock, TrainContext.stop_clock = start_clock, stop_clock  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TrainContext.start_clock, TrainContext.stop_clock = start, stop  # type: ignore[method-assign]
+
+
 def _trial_spec(s: _MethodState, method: str, task_name: str, task_params: dict[str, Any]) -> TrialSpec:
     return TrialSpec(
         experiment="conformance", task=task_name, task_params=dict(task_params), model=s.model_name,
@@ -1075,7 +1107,7 @@ def _run_trial(f: _Findings, s: _MethodState, task_name: str, task_params: dict[
     run = _TrialRun(task_name, task_params)
     t0 = time.perf_counter()
     try:
-        with _one_thread():  # the trial sets the threads from resources.cpu; restored afterwards
+        with _one_thread(), _watch_parameters(run):  # the trial sets the threads from resources.cpu; restored
             run.record = execute_trial(_trial_spec(s, f.name, task_name, task_params), runtime, run.reports.append)
     except Exception as exc:
         f.fail("trial", f"execute_trial raised {_exc_text(exc)}")
@@ -1114,6 +1146,31 @@ def _method_budget(f: _Findings, s: _MethodState) -> None:
                          "per update and return when it says True")
 
 
+def _changed(before: Mapping[str, Tensor], after: Mapping[str, Tensor]) -> list[str]:
+    """The parameters that differ (or that only one side has)."""
+    return sorted(n for n in set(before) | set(after)
+                  if n not in before or n not in after or before[n].shape != after[n].shape
+                  or not torch.equal(before[n], after[n]))
+
+
+def _method_updates(f: _Findings, s: _MethodState) -> None:
+    """``ctx.step`` counts parameter updates: at least one parameter must have changed over the trial."""
+    run = s.trial
+    if run.before is None or run.after is None:
+        f.skip("updates", "the model's parameters were not seen before and after training")
+        return
+    if not run.before:
+        f.skip("updates", "the model has no parameters")
+        return
+    changed = _changed(run.before, run.after)
+    if changed:
+        f.ok("updates", f"{len(changed)} of {len(run.before)} parameter tensors changed over "
+                        f"{run.record.steps} updates")
+    else:
+        f.fail("updates", f"train called ctx.step {run.record.steps} times but no model parameter changed: does it "
+                          "call optimizer.step() (or suite.training.update) after backward?")
+
+
 def _method_reports(f: _Findings, s: _MethodState) -> None:
     progress = [r for r in s.trial.reports if not r.get("final")]
     if progress:
@@ -1141,6 +1198,7 @@ METHOD_CHECKS: tuple[tuple[str, _Check], ...] = (
     ("trial", _method_trial_setup),  # the trial checks are skipped when the trial cannot run
     ("trial", _method_trial),
     ("budget", _method_budget),
+    ("updates", _method_updates),
     ("reports", _method_reports),
     ("final_metrics", _method_final_metrics),
 )
