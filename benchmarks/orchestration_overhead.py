@@ -56,7 +56,7 @@ def _raw_trainable(config):
     from suite.run.sweep import TrialSpec
     from suite.run.trial import execute_trial
 
-    execute_trial(TrialSpec.from_dict(config["trial"]), {}, tune.report)
+    execute_trial(TrialSpec.from_config(config["trial"]), {}, tune.report)
 
 
 def raw_tune(n: int, root: Path, concurrency: int) -> float:
@@ -65,7 +65,7 @@ def raw_tune(n: int, root: Path, concurrency: int) -> float:
     _, trials = manifest_for(n, "raw")
     tuner = tune.Tuner(
         tune.with_resources(_raw_trainable, {"cpu": 1}),
-        param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
+        param_space={"trial": tune.grid_search([t.to_config() for t in trials])},
         tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(name="raw", storage_path=str(root / "ray"), verbose=0),
     )

@@ -54,7 +54,7 @@ def main() -> None:
         specs = [s for s in matrix.trials if s.seed == suite.seeds[0]]
         for label, spec in zip(compiled.labels, specs):
             probe = dataclasses.replace(spec, budget={"steps": args.steps}, eval_every={"steps": args.steps},
-                                        resources={**spec.resources, "time_limit_s": 600})
+                                        resources={**spec.resources.to_config(), "time_limit_s": 600})
             t0 = time.perf_counter()
             rec = execute_trial(probe, {"data_dir": os.environ.get("RNNBENCH_DATA")}, lambda _: None)
             wall = time.perf_counter() - t0

@@ -35,7 +35,7 @@ def suite_tbptt(x, y, args) -> float:
     method_cls = reg.get("methods", "tbptt")
     method = method_cls(method_cls.Params(window=args.window, stride=1, batch_size=args.batch, burn_in=args.burn_in))
     ctx = TrainContext(task=_NoEvalTask(), model=model, optimizer_spec={"name": "adam", "lr": 1e-4},
-                       budget=Budget.from_dict({"steps": args.steps}), eval_every=EvalEvery.from_dict({"steps": 10**9}),
+                       budget=Budget.from_config({"steps": args.steps}), eval_every=EvalEvery.from_config({"steps": 10**9}),
                        selection=Selection("rmse", "min", {"val": 1.0}), reporter=lambda r: None,
                        device=torch.device("cpu"), dtype=torch.float32, seed=0)
     data = TrainData("bench", SequenceData(x, y), IOSpec("real", 1), IOSpec("real", 1))
