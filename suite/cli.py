@@ -171,7 +171,7 @@ def check_plugins(names: Optional[list[str]] = typer.Argument(None, help="plugin
                   as_json: bool = typer.Option(False, "--json", help="machine-readable findings"),
                   ruleset: Optional[str] = typer.Option(None, "--ruleset", help="tuned: a method must declare a search space (suites' tuned ruleset)")) -> None:
     """Check plugins against their contracts (tasks: splits, metrics; models: step under torch.func equals
-    forward, capabilities truthful; methods: a 2-step trial that stops on budget and reports). Without names:
+    forward, capabilities truthful; methods: a 2-step trial that stops on budget, reports and changes the parameters). Without names:
     the plugins of the --plugins folders, or every built-in plugin when no folder is given. Exit status 1
     when a check failed."""
     from suite.conformance import KINDS, check_registry, failures
@@ -401,18 +401,20 @@ def _store_guard(fn) -> None:
 
 
 def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test) -> None:
-    from suite.analysis.ranking import LeaderboardError, display_rows, leaderboard, to_markdown
+    from suite.analysis.ranking import LeaderboardError, display_rows, leaderboard, leaderboard_rows, to_markdown
 
     experiments = store.experiments()
     if not experiments:
         raise _fail(f"no trial rows under {results}/trials (run a sweep first: rnnbench run manifests/quickstart.yaml)")
     if experiment is not None and experiment not in experiments:
         raise _fail(f"no experiment {experiment!r} under {results}; it has: {', '.join(experiments)}")
+    # csv and json print the DataFrame's columns; the table and markdown need no pandas (a faster start)
+    rank = leaderboard if fmt in (Format.csv, Format.json) else leaderboard_rows
     try:
-        board = leaderboard(store, task, split_by, experiment=experiment, metric=metric, pool=pool, test=test)
+        board = rank(store, task, split_by, experiment=experiment, metric=metric, pool=pool, test=test)
     except LeaderboardError as exc:
         raise _fail(str(exc)) from None
-    if board.empty:
+    if len(board) == 0:
         tasks = sorted(t for (t,) in store.connect(experiment).sql("SELECT DISTINCT task FROM trials").fetchall())
         raise _fail(f"no trials of task {task!r}" + (f" in experiment {experiment!r}" if experiment else "")
                     + f"; tasks: {', '.join(tasks)}")

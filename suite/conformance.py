@@ -72,7 +72,6 @@ from suite.contracts import (
 )
 from suite.datafiles import DataFileError, default_data_dir, resolve
 from suite.registry import load_registry
-from suite.run.context import TrainContext
 from suite.run.sweep import TrialSpec
 from suite.run.trial import execute_trial
 
@@ -1062,28 +1061,16 @@ def _parameters(model: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
 
 
-@contextlib.contextmanager
-def _watch_parameters(run: _TrialRun) -> Iterator[None]:
-    """Snapshots of the trained model's parameters into ``run.before`` / ``run.after`` when the trial starts
-    its budget clock (right before ``method.train``) and stops it (right after, before a best-validation
-    checkpoint could be restored). The trial has no hook for this, so TrainContext's two clock methods are
-    wrapped for the duration (the check runs its trial in this process)."""
-    start, stop = TrainContext.start_clock, TrainContext.stop_clock
+def _parameter_observer(run: _TrialRun) -> Callable[[str, nn.Module], None]:
+    """An ``execute_trial`` observer that keeps snapshots of the model's parameters in ``run.before`` /
+    ``run.after``, taken right before and right after ``method.train``."""
+    def observe(event: str, model: nn.Module) -> None:
+        if event == "train_start":
+            run.before = _parameters(model)
+        elif event == "train_end":
+            run.after = _parameters(model)
 
-    def start_clock(ctx: TrainContext) -> None:
-        run.before = _parameters(ctx.model)
-        start(ctx)
-
-    def stop_clock(ctx: TrainContext) -> None:
-        stop(ctx)
-        if run.before is not None and run.after is None:
-            run.after = _parameters(ctx.model)
-
-    TrainContext.start_clock, TrainContext.stop_clock = start_clock, stop_clock  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        TrainContext.start_clock, TrainContext.stop_clock = start, stop  # type: ignore[method-assign]
+    return observe
 
 
 def _trial_spec(s: _MethodState, method: str, task_name: str, task_params: dict[str, Any]) -> TrialSpec:
@@ -1107,8 +1094,9 @@ def _run_trial(f: _Findings, s: _MethodState, task_name: str, task_params: dict[
     run = _TrialRun(task_name, task_params)
     t0 = time.perf_counter()
     try:
-        with _one_thread(), _watch_parameters(run):  # the trial sets the threads from resources.cpu; restored
-            run.record = execute_trial(_trial_spec(s, f.name, task_name, task_params), runtime, run.reports.append)
+        with _one_thread():  # the trial sets the threads from resources.cpu; restored
+            run.record = execute_trial(_trial_spec(s, f.name, task_name, task_params), runtime, run.reports.append,
+                                       _parameter_observer(run))
     except Exception as exc:
         f.fail("trial", f"execute_trial raised {_exc_text(exc)}")
         raise _Stop from exc

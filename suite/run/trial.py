@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ from suite.run.spec import TrialResources, TrialSpec
 from suite.run.trial_guard import GRACE_S, Interruptible, capture_output, supervise
 from suite.run.wandb_run import open_run
 from suite.store.record import ERROR_MESSAGE_LIMIT, TrialRecord
+
+#: ``observer(event, model)`` of :func:`execute_trial`: events "train_start" and "train_end"
+Observer = Callable[[str, torch.nn.Module], None]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -80,16 +83,18 @@ def _warm_up(model: torch.nn.Module, ctx: TrainContext) -> None:
 
 
 def execute_trial(spec: TrialSpec, runtime: TrialRuntime | Mapping[str, Any] | None,
-                  reporter: Reporter) -> TrialRecord:
+                  reporter: Reporter, observer: Observer | None = None) -> TrialRecord:
     """Run one trial to its end; report its progress and its final record, and return the record.
 
     ``runtime`` (:class:`~suite.run.runtime.TrialRuntime`, or its plain data, or None for the defaults) says
-    where the data and the plugins are, where the trial's output and checkpoints go, and W&B."""
+    where the data and the plugins are, where the trial's output and checkpoints go, and W&B. ``observer``
+    (in-process callers such as ``rnnbench check``) is called with ``("train_start", model)`` right before
+    ``method.train`` and ``("train_end", model)`` right after it returns, before any checkpoint restore."""
     runtime = TrialRuntime.of(runtime)
     log_file = Path(runtime.log_dir) / f"{spec.key}.log" if runtime.log_dir else None
     limit = spec.resources.log_limit_mib
     with capture_output(log_file, int(limit * 2**20) if limit else None) as captured:
-        trial = _Trial(spec, runtime, reporter)
+        trial = _Trial(spec, runtime, reporter, observer)
         if captured is not None:
             root = runtime.log_root
             trial.record.log_path = str(captured.relative_to(root)) if root else str(captured)
@@ -109,8 +114,9 @@ def execute_trial(spec: TrialSpec, runtime: TrialRuntime | Mapping[str, Any] | N
 class _Trial:
     """The state of one running trial (see :func:`execute_trial`)."""
 
-    def __init__(self, spec: TrialSpec, runtime: TrialRuntime, reporter: Reporter) -> None:
-        self.spec, self.runtime, self.reporter = spec, runtime, reporter
+    def __init__(self, spec: TrialSpec, runtime: TrialRuntime, reporter: Reporter,
+                 observer: Observer | None = None) -> None:
+        self.spec, self.runtime, self.reporter, self.observer = spec, runtime, reporter, observer
         self.t_start = time.time()
         self.record = spec.new_record(uuid.uuid4().hex)
         self.record.started_at = self.t_start
@@ -196,9 +202,13 @@ class _Trial:
             ctx.on_new_best = self._checkpoint_writer(float(spec.evaluation.to_disk_after_s))
         _warm_up(model, ctx)
         record.setup_time_s = time.time() - self.t_start
+        if self.observer:
+            self.observer("train_start", model)
         ctx.start_clock()
         with self.guard.span(ready=lambda: ctx.steps > 0):
             method.train(model, train, ctx)
+        if self.observer:
+            self.observer("train_end", model)
 
     def _checkpoint_writer(self, after_s: float) -> Any:
         """Writes the best-validation parameters to ``checkpoints/<experiment>/<trial_key>.pt`` once the trial
