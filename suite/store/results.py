@@ -27,9 +27,12 @@ Guarantees:
   identity columns are there and refused, naming that release, otherwise. The fixture stores of every shipped
   schema live in ``tests/fixtures/stores``.
 
-Readers go through ``pyarrow.dataset`` and duckdb, never a per-file loop. Plain ``pandas.read_parquet``,
-``pyarrow.parquet.read_table``, duckdb and polars read ``RESULTS/trials`` and ``RESULTS/curves`` directly
-(rows of reruns appear until the next compaction; :meth:`ResultsStore.trials` never shows them).
+Readers go through duckdb, never a per-file loop. A local store's parts are read by duckdb's own Parquet reader,
+each column typed as the unified schema of the parts says (no pandas and no ``pyarrow.dataset`` is imported, so
+``rnnbench leaderboard`` starts fast); an object store's parts, and parts whose column types differ from the
+unified ones, are read through ``pyarrow.dataset``. Plain ``pandas.read_parquet``, ``pyarrow.parquet.read_table``,
+duckdb and polars read ``RESULTS/trials`` and ``RESULTS/curves`` directly (rows of reruns appear until the next
+compaction; :meth:`ResultsStore.trials` never shows them).
 Stores written by rnnbench 0.1 (schema version 1, ``experiment=NAME/KEY.parquet``) are read as well and
 migrated by ``rnnbench compact``.
 """
@@ -37,17 +40,16 @@ migrated by ``rnnbench compact``.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -68,6 +70,9 @@ from suite.store.results_v1 import (
     upgrade_curves,
     upgrade_trials,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ResultsStore", "STATUSES", "StoreError", "TABLES", "open_filesystem"]
 
@@ -278,10 +283,18 @@ class ResultsStore:
         """Register the raw rows of ``table`` in ``con`` as ``raw_<table>``; (name, schema, needs dedupe)."""
         parts, legacy, schemas = self._live_parts(table, experiment)
         schema = _unify([_SCHEMAS[table], *schemas])
-        sources = []
+        sources: list[Any] = []
         if parts:
-            sources.append(ds.dataset([p.path for p in parts], schema=schema, filesystem=self.fs, format="parquet"))
+            native = _native_select(parts, schemas, schema) if self.local else None
+            if native is not None:
+                sources.append(native)
+            else:
+                import pyarrow.dataset as ds  # imports pandas (pyarrow does, at import)
+
+                sources.append(ds.dataset([p.path for p in parts], schema=schema, filesystem=self.fs, format="parquet"))
         if legacy:
+            import pyarrow.dataset as ds
+
             v1 = V1_TRIALS_SCHEMA if table == "trials" else V1_CURVES_SCHEMA
             try:
                 old = ds.dataset([p.path for p in legacy], schema=v1, filesystem=self.fs, format="parquet").to_table()
@@ -293,12 +306,13 @@ class ResultsStore:
             sources.append(upgraded)
         name = f"raw_{table}"
         if not sources:
-            con.register(name, schema.empty_table())
-        elif len(sources) == 1:
-            con.register(name, sources[0])
+            empty = _empty_select(schema)
+            sources.append(empty if empty is not None else schema.empty_table())
+        if len(sources) == 1:
+            _attach(con, name, sources[0])
         else:
             for i, src in enumerate(sources):
-                con.register(f"{name}_{i}", src)
+                _attach(con, f"{name}_{i}", src)
             con.execute(f"CREATE TEMP VIEW {name} AS " + " UNION ALL BY NAME ".join(
                 f"SELECT * FROM {name}_{i}" for i in range(len(sources))))
         return name, schema, self._needs_dedupe(parts, legacy)
@@ -309,7 +323,7 @@ class ResultsStore:
         return self._open(experiment)[0]
 
     def _open(self, experiment: str | None) -> tuple[duckdb.DuckDBPyConnection, dict[str, pa.Schema]]:
-        con = duckdb.connect()
+        con = _database().cursor()
         raw_t, schema_t, dedupe_t = self._relation(con, "trials", experiment)
         raw_c, schema_c, dedupe_c = self._relation(con, "curves", experiment)
         if dedupe_t:
@@ -404,6 +418,19 @@ class ResultsStore:
         for p in legacy:
             _remove_empty_dir(self.fs, p.path.rsplit("/", 1)[0])
         return CompactionReport(table, experiment, len(all_files), written, rows_before, live.num_rows)
+
+
+_DATABASE: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def _database() -> duckdb.DuckDBPyConnection:
+    """This process's in-memory duckdb database; :meth:`ResultsStore.connect` hands out connections to it
+    (cursors: each has its own temporary views, and closing one leaves the others open). Starting a database
+    costs about 20 ms of CPU, a cursor next to nothing. A forked child starts its own."""
+    global _DATABASE
+    if _DATABASE is None or _DATABASE[0] != os.getpid():
+        _DATABASE = (os.getpid(), duckdb.connect())
+    return _DATABASE[1]
 
 
 def _unreachable(root: str, exc: BaseException) -> str:
@@ -503,6 +530,65 @@ def _restore_types(table: pa.Table, core: pa.Schema) -> pa.Table:
             target = pa.timestamp("ms", tz="UTC")
         columns.append(table[f.name].cast(target) if target != f.type else table[f.name])
     return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+#: duckdb's names of the column types a store holds, for the columns a part lacks (read as typed nulls)
+_DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+                 pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.timestamp("ms", tz="UTC"): "TIMESTAMPTZ"}
+
+
+def _native_select(parts: list[_Part], schemas: list[pa.Schema], unified: pa.Schema) -> str | None:
+    """A duckdb query reading ``parts`` (local files) with duckdb's Parquet reader, with the columns of
+    ``unified`` in its order: a part's column of the unified type as it is, a column it lacks (or holds no value
+    in, typed null) as a typed NULL. None when a part holds a column of another type (the unified schema casts
+    it; ``pyarrow.dataset`` does that, as before) or a missing column has a type without a duckdb name here.
+    Runs of parts with the same columns are read by one ``read_parquet``, in the parts' order."""
+    runs: list[tuple[tuple[str, ...], list[str]]] = []
+    for part, schema in zip(parts, schemas):
+        columns = []
+        for field in unified:
+            i = schema.get_field_index(field.name)
+            have = schema.field(i).type if i >= 0 else None
+            if have == field.type:
+                columns.append(_quote(field.name))
+            elif have is None or have == pa.null():
+                duck = _DUCKDB_TYPES.get(field.type)
+                if duck is None:
+                    return None
+                columns.append(f"CAST(NULL AS {duck}) AS {_quote(field.name)}")
+            else:
+                return None
+        key = tuple(columns)
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(part.path)
+        else:
+            runs.append((key, [part.path]))
+    return " UNION ALL ".join(
+        f"SELECT {', '.join(key)} FROM read_parquet([{', '.join(_literal(p) for p in paths)}], "
+        "union_by_name = true, hive_partitioning = false)" for key, paths in runs)
+
+
+def _empty_select(schema: pa.Schema) -> str | None:
+    """A query of no rows with the columns of ``schema`` (None for a type without a duckdb name here)."""
+    columns = []
+    for field in schema:
+        duck = _DUCKDB_TYPES.get(field.type)
+        if duck is None:
+            return None
+        columns.append(f"CAST(NULL AS {duck}) AS {_quote(field.name)}")
+    return f"SELECT {', '.join(columns)} WHERE false"
+
+
+def _attach(con: duckdb.DuckDBPyConnection, name: str, source: Any) -> None:
+    """``source`` (a query, or an Arrow table or dataset) as the view or table ``name`` of ``con``."""
+    if isinstance(source, str):
+        con.execute(f"CREATE TEMP VIEW {name} AS {source}")
+    else:
+        con.register(name, source)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _quote(column: str) -> str:
