@@ -19,20 +19,25 @@ Per entry:
 
 Steps 1 and 2 run as one SQL query over the store (or a DataFrame), so 10^6 trial rows rank in about a
 second; only the selected configurations' seed values reach Python, for the statistics.
+
+:func:`leaderboard` returns a DataFrame; :func:`leaderboard_rows` computes the same table as plain rows without
+importing pandas (nor SciPy: see :mod:`suite.analysis.stats`), which is what ``rnnbench leaderboard`` prints.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import duckdb
 import numpy as np
-import pandas as pd
 
-from suite.analysis.stats import bootstrap_ci, tie_groups
+from suite.analysis.stats import _ties_with_best, bootstrap_ci
 from suite.store.results import ResultsStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ["experiment", "task", "rank", "tied_with_best", "p_vs_best", "model", "method", "budget", "metric",
            "direction", "unit", "checkpoint", "test_mean", "test_std", "ci95_low", "ci95_high", "n_ok", "n_seeds",
@@ -41,6 +46,13 @@ COLUMNS = ["experiment", "task", "rank", "tied_with_best", "p_vs_best", "model",
            "seeds"]
 TESTS = ("ttest", "wilcoxon")
 MIN_SEEDS_FOR_CI = 3
+
+#: one entry of :func:`leaderboard_rows`: the columns of :func:`leaderboard`, missing values as None (NaN for
+#: the float columns, as in the DataFrame)
+BoardRow = NamedTuple("BoardRow", [(c, Any) for c in COLUMNS])
+
+_FLOAT_COLUMNS = ("p_vs_best", "test_mean", "test_std", "ci95_low", "ci95_high", "val_mean", "selection_score",
+                  "wall_time_s", "train_time_s", "steps", "samples", "peak_rss_mib")
 
 
 class LeaderboardError(ValueError):
@@ -75,14 +87,15 @@ def _sql(columns: set[str], metric: str | None, split_cols: list[str], pool: boo
     keys += [f"v{i}" for i in range(len(split_cols))]
     key_list = ", ".join(keys)
     splits = "".join(f", {_q(c)} AS v{i}" for i, c in enumerate(split_cols))
+    where_chosen = f"{where} AND" if where else "WHERE"
+    # Two passes over the trials: the selection reads the few columns it needs of every row (grouped per
+    # configuration, which is most of the work at 10^6 rows); the table's other columns (JSON metric specs,
+    # parameters, times, per-seed values) are read and parsed for the rows of the selected configurations only.
+    # Their means add the seeds in seed order, so the last bits do not depend on the order rows are read in.
     return f"""
 WITH base AS (
-  SELECT experiment, task, model, method, budget_json, config_id, seed, status{splits},
-         {test} AS test_value, {val} AS val_value, selection_score,
-         CASE WHEN direction = 'max' THEN -selection_score ELSE selection_score END AS oriented,
-         {mdir} AS metric_direction, {munit} AS unit, {mname} AS metric_name, {mlow} AS low, {mhigh} AS high,
-         checkpoint, steps, samples,
-         wall_time_s, train_time_s, peak_rss_bytes, method_params_json, model_params_json, optimizer_json
+  SELECT experiment, task, model, method, budget_json, config_id, status{splits},
+         CASE WHEN direction = 'max' THEN -selection_score ELSE selection_score END AS oriented
   FROM trials {where}
 ),
 configs AS (
@@ -92,29 +105,39 @@ configs AS (
          avg(oriented) AS score
   FROM base GROUP BY {key_list}, config_id
 ),
-chosen AS (
-  SELECT *, count(*) OVER w AS configs_tried,
-         row_number() OVER (w ORDER BY feasible DESC, score ASC NULLS LAST, config_id) AS pick
-  FROM configs WINDOW w AS (PARTITION BY {key_list})
+chosen AS (  -- per entry the first configuration by (feasible first, best score, NULL score last, config_id)
+  SELECT {key_list}, count(*) AS configs_tried,
+         arg_min({{'config_id': config_id, 'n_seeds': n_seeds, 'n_ok': n_ok, 'feasible': feasible}},
+                 (CASE WHEN feasible THEN 0 WHEN NOT feasible THEN 1 ELSE 2 END, score IS NULL,
+                  coalesce(score, 0), config_id)) AS pick
+  FROM configs GROUP BY {key_list}
+),
+picked AS (
+  SELECT experiment, config_id, seed, status, {test} AS test_value, {val} AS val_value, selection_score,
+         {mdir} AS metric_direction, {munit} AS unit, {mname} AS metric_name, {mlow} AS low, {mhigh} AS high,
+         checkpoint, steps, samples,
+         wall_time_s, train_time_s, peak_rss_bytes, method_params_json, model_params_json, optimizer_json
+  FROM trials {where_chosen} config_id IN (SELECT pick.config_id FROM chosen)
 )
-SELECT c.* EXCLUDE (pick, score),
+SELECT c.* EXCLUDE (pick), c.pick.config_id AS config_id, c.pick.n_seeds AS n_seeds, c.pick.n_ok AS n_ok,
+       c.pick.feasible AS feasible,
        any_value(b.experiment) AS selected_experiment,
        any_value(b.metric_name) AS metric, any_value(b.metric_direction) AS direction, any_value(b.unit) AS unit,
        min(b.low) AS low, max(b.high) AS high, string_agg(DISTINCT b.checkpoint, '/') AS checkpoint,
-       avg(b.steps) AS steps, avg(b.samples) AS samples,
-       avg(b.test_value) FILTER (WHERE b.status = 'ok') AS test_mean,
-       stddev_samp(b.test_value) FILTER (WHERE b.status = 'ok') AS test_std,
-       avg(b.val_value) FILTER (WHERE b.status = 'ok') AS val_mean,
-       avg(b.selection_score) AS selection_score,
-       avg(b.wall_time_s) AS wall_time_s, avg(b.train_time_s) AS train_time_s,
+       avg(b.steps ORDER BY b.seed) AS steps, avg(b.samples ORDER BY b.seed) AS samples,
+       avg(b.test_value ORDER BY b.seed) FILTER (WHERE b.status = 'ok') AS test_mean,
+       stddev_samp(b.test_value ORDER BY b.seed) FILTER (WHERE b.status = 'ok') AS test_std,
+       avg(b.val_value ORDER BY b.seed) FILTER (WHERE b.status = 'ok') AS val_mean,
+       avg(b.selection_score ORDER BY b.seed) AS selection_score,
+       avg(b.wall_time_s ORDER BY b.seed) AS wall_time_s, avg(b.train_time_s ORDER BY b.seed) AS train_time_s,
        max(b.peak_rss_bytes) / 1048576.0 AS peak_rss_mib,
        any_value(b.method_params_json) AS method_params, any_value(b.model_params_json) AS model_params,
        any_value(b.optimizer_json) AS optimizer,
        list(b.test_value ORDER BY b.seed) FILTER (WHERE b.status = 'ok' AND b.test_value IS NOT NULL) AS test_values,
        list(b.seed ORDER BY b.seed) FILTER (WHERE b.status = 'ok' AND b.test_value IS NOT NULL) AS seeds
-FROM chosen c JOIN base b ON b.config_id = c.config_id
-WHERE c.pick = 1
+FROM chosen c JOIN picked b ON b.config_id = c.pick.config_id
 GROUP BY ALL
+ORDER BY {key_list}
 """
 
 
@@ -128,6 +151,11 @@ def _format_value(v: Any) -> str:
 
 def _is_list(v: Any) -> bool:
     return isinstance(v, (list, tuple, np.ndarray))
+
+
+def _missing(v: Any) -> bool:
+    """None, NaN or ``pd.NA`` (without importing pandas)."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType")
 
 
 def _connection(source: ResultsStore | pd.DataFrame, experiment: str | None) -> duckdb.DuckDBPyConnection:
@@ -149,6 +177,54 @@ def leaderboard(source: ResultsStore | pd.DataFrame, task: str | None = None, sp
     works too); the method column then reads ``tbptt[burn_in=0]``. ``metric`` reports another recorded
     metric than the selection metric (selection itself is unchanged). ``test`` is the paired test behind the
     ties with the best ("ttest" or "wilcoxon"), at level ``alpha`` after Holm's correction."""
+    import pandas as pd
+
+    board = _select(source, task, split_by, experiment, metric, pool, test, lambda rel: rel.df())
+    if board.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    rows = [{k: (None if _missing(v) else v) for k, v in r.items()} for r in board.to_dict("records")]
+    order = _finish(rows, list(split_by or []), pool, test, alpha)
+    for col in ("method", "experiment", "budget", "status"):
+        board[col] = [r[col] for r in rows]
+    for col in ("test_values", "seeds"):
+        board[col] = pd.Series([r[col] for r in rows], index=board.index, dtype=object)
+    for col in ("ci95_low", "ci95_high", "p_vs_best"):
+        board[col] = np.array([r[col] for r in rows], dtype=float)
+    board["rank"] = pd.array([r["rank"] for r in rows], dtype="Int64")
+    board["tied_with_best"] = pd.array([pd.NA if r["tied_with_best"] is None else r["tied_with_best"] for r in rows],
+                                       dtype="boolean")
+    board["unit"] = board["unit"].fillna("")
+    for col in ("n_ok", "n_seeds", "configs_tried"):
+        board[col] = board[col].astype(int)
+    return board.iloc[order][COLUMNS].reset_index(drop=True)
+
+
+def leaderboard_rows(source: ResultsStore | pd.DataFrame, task: str | None = None,
+                     split_by: list[str] | None = None, *, experiment: str | None = None, metric: str | None = None,
+                     pool: bool = False, test: str = "ttest", alpha: float = 0.05) -> list[BoardRow]:
+    """:func:`leaderboard` as a list of :class:`BoardRow` (the same values, in the same order), computed without
+    pandas: what the ``rnnbench leaderboard`` command prints."""
+    def fetch(rel: duckdb.DuckDBPyRelation) -> list[dict[str, Any]]:
+        names = rel.columns
+        return [dict(zip(names, r)) for r in rel.fetchall()]
+
+    rows = _select(source, task, split_by, experiment, metric, pool, test, fetch)
+    if not rows:
+        return []
+    order = _finish(rows, list(split_by or []), pool, test, alpha)
+    out = []
+    for i in order:
+        r = rows[i]
+        r["unit"] = "" if r["unit"] is None else r["unit"]
+        for col in _FLOAT_COLUMNS:
+            r[col] = math.nan if r[col] is None else float(r[col])
+        out.append(BoardRow(*(r[c] for c in COLUMNS)))
+    return out
+
+
+def _select(source: ResultsStore | pd.DataFrame, task: str | None, split_by: list[str] | None,
+            experiment: str | None, metric: str | None, pool: bool, test: str, fetch: Any) -> Any:
+    """Steps 1 and 2: the selected configuration of every entry with its aggregates, fetched by ``fetch``."""
     if test not in TESTS:
         raise LeaderboardError(f"unknown test {test!r}; use one of {', '.join(TESTS)}")
     split_by = list(split_by or [])
@@ -166,12 +242,9 @@ def leaderboard(source: ResultsStore | pd.DataFrame, task: str | None = None, sp
         where = ""
         if task is not None:
             where = "WHERE task = " + "'" + task.replace("'", "''") + "'"
-        board = con.sql(_sql(columns, metric, split_cols, pool, where)).df()
+        return fetch(con.sql(_sql(columns, metric, split_cols, pool, where)))
     finally:
         con.close()
-    if board.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    return _finish(board, split_by, pool, test, alpha)
 
 
 def _ci(values: list[float], low: float | None, high: float | None) -> tuple[float, float]:
@@ -179,48 +252,61 @@ def _ci(values: list[float], low: float | None, high: float | None) -> tuple[flo
     return bootstrap_ci(values, bounds=bounds, min_n=MIN_SEEDS_FOR_CI)
 
 
-def _ties(board: pd.DataFrame, group: list[str], test: str, alpha: float) -> pd.DataFrame:
-    """``tied_with_best`` and the Holm-adjusted ``p_vs_best`` of the ranked entries, per group (task)."""
-    board["tied_with_best"] = pd.array([pd.NA] * len(board), dtype="boolean")
-    board["p_vs_best"] = np.nan
-    for _, g in board[board["status"] == "ranked"].groupby(group, sort=False):
-        if len(g) < 2:
-            board.loc[g.index, "tied_with_best"] = True
-            continue
-        t = tie_groups(g.rename(columns={"test_values": "values"}), direction=g["direction"].iloc[0],
-                       alpha=alpha, test=test)
-        board.loc[g.index, "tied_with_best"] = t["tied_with_best"].to_numpy()
-        board.loc[g.index, "p_vs_best"] = t["p_vs_best_holm"].to_numpy()
-    return board
-
-
-def _finish(board: pd.DataFrame, split_by: list[str], pool: bool, test: str, alpha: float) -> pd.DataFrame:
-    """Labels, confidence intervals and ranks on the (small) table of selected configurations."""
-    if pool:
-        board["experiment"] = board["selected_experiment"]
-    if split_by:  # method[p=v,...], leaving out the parameters a method does not have
-        def label(row: pd.Series) -> str:
-            parts = [f"{name}={_format_value(row[f'v{i}'])}" for i, name in enumerate(split_by)
-                     if not (row[f"v{i}"] is None or (isinstance(row[f"v{i}"], float) and math.isnan(row[f"v{i}"])))]
-            return row["method"] + (f"[{','.join(parts)}]" if parts else "")
-
-        board["method"] = board.apply(label, axis=1)
-    board["budget"] = board["budget_json"].map(lambda b: ",".join(f"{k}={_format_value(v)}" for k, v in json.loads(b).items()))
-    board["test_values"] = board["test_values"].map(lambda v: [float(x) for x in v] if _is_list(v) else [])
-    board["seeds"] = board["seeds"].map(lambda v: [int(x) for x in v] if _is_list(v) else [])
-    cis = [_ci(v, lo, hi) for v, lo, hi in zip(board["test_values"], board["low"], board["high"])]
-    board["ci95_low"], board["ci95_high"] = [c[0] for c in cis], [c[1] for c in cis]
-    board["status"] = np.where(board["feasible"] & (board["n_ok"] > 0), "ranked", "failed")
-    sign = np.where(board["direction"] == "max", -1.0, 1.0)
-    key = pd.Series(np.where(board["status"] == "ranked", board["test_mean"] * sign, np.nan), index=board.index)
+def _finish(rows: list[dict[str, Any]], split_by: list[str], pool: bool, test: str, alpha: float) -> list[int]:
+    """Labels, confidence intervals, ranks and ties on the (small) table of selected configurations, in place
+    (``rows``: the query's rows, missing values None); returns the row order of the table (by experiment, task,
+    rank, method)."""
+    for r in rows:
+        if pool:
+            r["experiment"] = r["selected_experiment"]
+        if split_by:  # method[p=v,...], leaving out the parameters a method does not have
+            parts = [f"{name}={_format_value(r[f'v{i}'])}" for i, name in enumerate(split_by) if not _missing(r[f"v{i}"])]
+            r["method"] = r["method"] + (f"[{','.join(parts)}]" if parts else "")
+        r["budget"] = ",".join(f"{k}={_format_value(v)}" for k, v in json.loads(r["budget_json"]).items())
+        r["test_values"] = [float(x) for x in r["test_values"]] if _is_list(r["test_values"]) else []
+        r["seeds"] = [int(x) for x in r["seeds"]] if _is_list(r["seeds"]) else []
+        r["ci95_low"], r["ci95_high"] = _ci(r["test_values"], r["low"], r["high"])
+        r["status"] = "ranked" if bool(r["feasible"]) and r["n_ok"] > 0 else "failed"
     group = ["task"] if pool else ["experiment", "task"]
-    board["rank"] = key.groupby([board[g] for g in group]).rank(method="min").astype("Int64")
-    board = _ties(board, group, test, alpha)
-    board["unit"] = board["unit"].fillna("")
-    for col in ("n_ok", "n_seeds", "configs_tried"):
-        board[col] = board[col].astype(int)
-    board = board.sort_values(group + ["rank", "method"], na_position="last")
-    return board[COLUMNS].reset_index(drop=True)
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(tuple(r[g] for g in group), []).append(i)
+    for members in groups.values():
+        keys = {}
+        for i in members:
+            r = rows[i]
+            mean = r["test_mean"]
+            if r["status"] == "ranked" and not _missing(mean):
+                keys[i] = -float(mean) if r["direction"] == "max" else float(mean)
+        for i in members:
+            rows[i]["rank"] = 1 + sum(k < keys[i] for k in keys.values()) if i in keys else None
+        _ties(rows, [i for i in members if rows[i]["status"] == "ranked"], test, alpha)
+
+    def order(i: int) -> tuple:
+        r = rows[i]
+        return (*(r[g] for g in group), r["rank"] is None, r["rank"] or 0, r["method"])
+
+    return sorted(range(len(rows)), key=order)
+
+
+def _ties(rows: list[dict[str, Any]], ranked: list[int], test: str, alpha: float) -> None:
+    """``tied_with_best`` and the Holm-adjusted ``p_vs_best`` of the ranked entries of one group (task)."""
+    for r in rows:
+        r.setdefault("tied_with_best", None)
+        r.setdefault("p_vs_best", math.nan)
+    if len(ranked) == 1:
+        rows[ranked[0]]["tied_with_best"] = True
+    if len(ranked) < 2:
+        return
+    values = [np.asarray(rows[i]["test_values"], dtype=float) for i in ranked]
+    seeds = [rows[i]["seeds"] for i in ranked]
+    for i, s in zip(ranked, seeds):
+        if len(set(s)) != len(s):
+            raise ValueError(f"row {i!r}: a seed appears twice")
+    _, _, adjusted, tied = _ties_with_best(values, seeds, rows[ranked[0]]["direction"], alpha, test)
+    for k, i in enumerate(ranked):
+        rows[i]["tied_with_best"] = tied[k]
+        rows[i]["p_vs_best"] = float(adjusted[k])
 
 
 def status_counts(trials: pd.DataFrame) -> dict[str, int]:
@@ -234,20 +320,21 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def _rank_label(r: Any) -> str:
-    if pd.isna(r.rank):
+    if _missing(r.rank):
         return "failed"
     tied = r.tied_with_best
-    return f"{r.rank}" + (" ≈" if not pd.isna(tied) and bool(tied) and r.rank != 1 else "")
+    return f"{r.rank}" + (" ≈" if not _missing(tied) and bool(tied) and r.rank != 1 else "")
 
 
-def display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Compact human-readable columns for table and markdown output. The rank of an entry statistically tied
-    with the best is marked ``≈``; ``p vs best`` is the Holm-adjusted paired p-value."""
+def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[list[str]]]:
+    """Compact human-readable columns for table and markdown output, of a :func:`leaderboard` DataFrame or
+    :func:`leaderboard_rows`. The rank of an entry statistically tied with the best is marked ``≈``;
+    ``p vs best`` is the Holm-adjusted paired p-value."""
     headers = ["experiment", "task", "rank", "model", "method", "budget", "metric", "test mean ± std", "95% CI",
                "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params"]
     rows = []
-    for r in board.itertuples():
-        params = json.loads(r.method_params) if r.method_params else {}
+    for r in (board.itertuples() if hasattr(board, "itertuples") else board):
+        params = json.loads(r.method_params) if not _missing(r.method_params) and r.method_params else {}
         arrow = "↓" if r.direction == "min" else "↑"
         metric = f"{r.metric} {arrow}" + (f" [{r.unit}]" if r.unit else "")
         if r.n_ok == 0:
@@ -262,19 +349,19 @@ def display_rows(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             ci = f"n<{MIN_SEEDS_FOR_CI}"
         else:
             ci = "—" if math.isnan(r.ci95_low) else f"[{_fmt(r.ci95_low)}, {_fmt(r.ci95_high)}]"
-        ranked = not pd.isna(r.rank)
-        p = "best" if ranked and r.rank == 1 else ("—" if pd.isna(r.p_vs_best) else _fmt(float(r.p_vs_best), 2))
+        ranked = not _missing(r.rank)
+        p = "best" if ranked and r.rank == 1 else ("—" if _missing(r.p_vs_best) else _fmt(float(r.p_vs_best), 2))
         rows.append([
             r.experiment, r.task, _rank_label(r), r.model, r.method, r.budget, metric, value, ci, p,
-            f"{r.n_ok}/{r.n_seeds}", str(r.checkpoint or "final"),
-            "-" if pd.isna(r.wall_time_s) else f"{r.wall_time_s:.1f}",
-            "-" if pd.isna(r.peak_rss_mib) else f"{r.peak_rss_mib:.0f}",
+            f"{r.n_ok}/{r.n_seeds}", "final" if _missing(r.checkpoint) or not r.checkpoint else str(r.checkpoint),
+            "-" if _missing(r.wall_time_s) else f"{r.wall_time_s:.1f}",
+            "-" if _missing(r.peak_rss_mib) else f"{r.peak_rss_mib:.0f}",
             ", ".join(f"{k}={v}" for k, v in params.items()),
         ])
     return headers, rows
 
 
-def to_markdown(board: pd.DataFrame) -> str:
+def to_markdown(board: pd.DataFrame | list[BoardRow]) -> str:
     headers, rows = display_rows(board)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

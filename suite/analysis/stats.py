@@ -20,6 +20,7 @@ SciPy is imported only for the Wilcoxon test, pandas only by the functions that 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -160,10 +161,8 @@ def _bootstrap(x: np.ndarray, stat: Callable[..., np.ndarray], confidence: float
     confidence_level=confidence, n_resamples=n_resamples, rng=np.random.default_rng(seed))`` for a 1-D sample of
     at least 2 values: the same resample indices, statistic calls, BCa jackknife and quantiles, step by step.
     NaN bounds where SciPy's are NaN (it then warns ``DegenerateDataWarning``)."""
-    n = x.shape[-1]
-    rng = np.random.default_rng(seed)
     with np.errstate(all="ignore"):
-        theta_hat_b = stat(x[..., rng.integers(0, n, size=(n_resamples, n), dtype="int64")], axis=-1)
+        theta_hat_b = stat(x[..., _resample_indices(seed, x.shape[-1], n_resamples)], axis=-1)
         alpha = (1 - confidence) / 2
         if method == "bca":
             p = np.stack(_bca_interval(x, stat, alpha, theta_hat_b), axis=-1)
@@ -176,6 +175,15 @@ def _bootstrap(x: np.ndarray, stat: Callable[..., np.ndarray], confidence: float
             theta_hat = stat(x, axis=-1)
             lo, hi = 2 * theta_hat - hi, 2 * theta_hat - lo
     return float(lo), float(hi)
+
+
+@functools.lru_cache(maxsize=16)
+def _resample_indices(seed: int, n: int, n_resamples: int) -> np.ndarray:
+    """The bootstrap's resamples of ``n`` values: ``np.random.default_rng(seed).integers(0, n, (n_resamples, n))``
+    as SciPy draws them. The same for every entry with ``n`` values (a leaderboard draws them once)."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n), dtype="int64")
+    idx.flags.writeable = False
+    return idx
 
 
 def _bca_interval(x: np.ndarray, stat: Callable[..., np.ndarray], alpha: float,
@@ -548,7 +556,6 @@ def tie_groups(
 
     _check_direction(direction)
     out = entries.copy()
-    n = len(out)
     values = [np.asarray(v, dtype=float).ravel() for v in out[value_col]]
     seeds = [list(s) for s in out[seed_col]]
     for i, (v, s) in enumerate(zip(values, seeds)):
@@ -556,11 +563,24 @@ def tie_groups(
             raise ValueError(f"row {out.index[i]!r}: {len(v)} values but {len(s)} seeds")
         if len(set(s)) != len(s):
             raise ValueError(f"row {out.index[i]!r}: a seed appears twice")
+    is_best, raw, adjusted, tied = _ties_with_best(values, seeds, direction, alpha, test)
+    out["p_vs_best"] = raw
+    out["p_vs_best_holm"] = adjusted
+    out["tied_with_best"] = pd.Series(pd.array([pd.NA if t is None else t for t in tied], dtype="boolean"),
+                                      index=out.index, dtype="boolean")
+    out["is_best"] = is_best
+    return out
 
+
+def _ties_with_best(values: list[np.ndarray], seeds: list[list], direction: str, alpha: float,
+                    test: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bool | None]]:
+    """:func:`tie_groups` on plain lists (checked inputs): ``(is_best, p_vs_best, p_vs_best_holm, tied)`` with
+    ``tied[i]`` True, False or None (unknown)."""
+    n = len(values)
     means = np.array([np.nanmean(v) if np.any(~np.isnan(v)) else np.nan for v in values])
     is_best = np.zeros(n, dtype=bool)
     raw = np.full(n, np.nan)
-    tied = pd.array([pd.NA] * n, dtype="boolean")
+    tied: list[bool | None] = [None] * n
     if n and np.any(~np.isnan(means)):
         best = int(np.nanargmin(means) if direction == "min" else np.nanargmax(means))
         is_best[best] = True
@@ -580,11 +600,7 @@ def tie_groups(
         tied[best] = True
     else:
         adjusted = np.full(n, np.nan)
-    out["p_vs_best"] = raw
-    out["p_vs_best_holm"] = adjusted
-    out["tied_with_best"] = pd.Series(tied, index=out.index, dtype="boolean")
-    out["is_best"] = is_best
-    return out
+    return is_best, raw, adjusted, tied
 
 
 # --------------------------------------------------------------------------------------------- across tasks
