@@ -16,6 +16,9 @@ compare the ratios and the CPU seconds, not the wall seconds.
 
     python benchmarks/results_scale.py                    # 10^3, 10^4, 10^5, 10^6 rows
     python benchmarks/results_scale.py --sizes 1000 10000 # quicker
+    python benchmarks/results_scale.py --stores /tmp/scale  # keep the stores there; a later run reads them again
+                                                            # (writing 10^6 rows takes minutes) and leaves
+                                                            # the write and compact columns empty
 """
 
 from __future__ import annotations
@@ -92,14 +95,16 @@ def command_cpu(root: Path, repeat: int = 3) -> float:
 
 def measure(n: int, batch: int, root: Path) -> dict[str, float]:
     store = ResultsStore(root)
-    t0 = time.perf_counter()
-    for start in range(0, n, batch):
-        store.write(synthetic(start, min(batch, n - start)))
-    write_s = time.perf_counter() - t0
-    parts = len(list((root / "trials" / "scale").glob("*.parquet")))
-    t0 = time.perf_counter()
-    store.compact()
-    compact_s = time.perf_counter() - t0
+    write_s = compact_s = parts = float("nan")
+    if not (root / "trials").exists():  # else a store kept by --stores
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            store.write(synthetic(start, min(batch, n - start)))
+        write_s = time.perf_counter() - t0
+        parts = len(list((root / "trials" / "scale").glob("*.parquet")))
+        t0 = time.perf_counter()
+        store.compact()
+        compact_s = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in (root / "trials").rglob("*.parquet"))
     board_s, board_cpu, board = timed(lambda: leaderboard(store))
     trials_s, _, trials = timed(lambda: store.trials(), repeat=1 if n >= 10**6 else 3)
@@ -118,6 +123,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10**3, 10**4, 10**5, 10**6])
     ap.add_argument("--batch", type=int, default=50_000, help="rows per written part (a driver flush)")
     ap.add_argument("--smoke", action="store_true", help="seconds-long run for CI (10^3 rows)")
+    ap.add_argument("--stores", type=Path, help="keep the stores in this folder (rows-N/) and reuse those there")
     args = ap.parse_args()
     if args.smoke:
         args.sizes = [1000]
@@ -125,12 +131,13 @@ def main() -> None:
           f"{'trials() s':>10} {'duckdb ref s':>12} {'lb / ref':>8} {'lb cpu s':>8} {'ref cpu s':>9} "
           f"{'cpu lb/ref':>10} {'command cpu s':>13}")
     for n in args.sizes:
-        root = Path(tempfile.mkdtemp(prefix="rnnbench-scale-"))
+        root = args.stores / f"rows-{n}" if args.stores else Path(tempfile.mkdtemp(prefix="rnnbench-scale-"))
         try:
             r = measure(n, min(args.batch, max(1, n // 4)), root)
         finally:
-            shutil.rmtree(root, ignore_errors=True)
-        print(f"{r['rows']:>8} {r['parts']:>5} {r['write_s']:>8.2f} {r['compact_s']:>9.2f} {r['mib']:>7.2f} "
+            if not args.stores:
+                shutil.rmtree(root, ignore_errors=True)
+        print(f"{r['rows']:>8} {r['parts']:>5.0f} {r['write_s']:>8.2f} {r['compact_s']:>9.2f} {r['mib']:>7.2f} "
               f"{r['leaderboard_s']:>13.3f} {r['trials_s']:>10.3f} {r['duckdb_ref_s']:>12.3f} "
               f"{r['leaderboard_s'] / r['duckdb_ref_s']:>8.2f} {r['leaderboard_cpu']:>8.3f} {r['duckdb_ref_cpu']:>9.3f} "
               f"{r['leaderboard_cpu'] / r['duckdb_ref_cpu']:>10.2f} {r['command_cpu']:>13.3f}", flush=True)
