@@ -381,13 +381,25 @@ def show_leaderboard(results: str = typer.Argument("results", help="results dire
                      pool: bool = typer.Option(False, "--pool", help="pool experiments: one entry per (task, model, method, budget)"),
                      fmt: Format = typer.Option(Format.table, "--format", help="table, md, csv or json"),
                      split_by: list[str] = typer.Option([], "--split-by", help="parameter that makes separate entries (repeatable), e.g. burn_in or model.hidden_size"),
-                     test: PairedTest = typer.Option(PairedTest.ttest, "--test", help="paired test behind 'tied with the best' (Holm-corrected)")) -> None:
+                     test: PairedTest = typer.Option(PairedTest.ttest, "--test", help="paired test behind 'tied with the best' (Holm-corrected)"),
+                     columns: Optional[str] = typer.Option(None, "--columns", help="table and md: these columns, comma-separated, in this order (e.g. 'method,test mean ± std,95% CI,p vs best')")) -> None:
     """Rank methods per task: configuration selected on validation, test metric over seeds, bootstrap CIs,
     entries tied with the best marked (≈)."""
+    from suite.analysis.ranking import DISPLAY_COLUMNS
     from suite.store.results import ResultsStore
 
+    picked = None
+    if columns is not None:
+        picked = [c.strip() for c in columns.split(",") if c.strip()]
+        unknown = [c for c in picked if c not in DISPLAY_COLUMNS]
+        if unknown or not picked:
+            raise _fail(f"--columns: unknown column(s) {', '.join(map(repr, unknown))}; the columns are: "
+                        f"{', '.join(DISPLAY_COLUMNS)}")
+        if fmt in (Format.csv, Format.json):
+            raise _fail("--columns applies to --format table and md (csv and json keep every column)")
     store = ResultsStore(results)
-    _store_guard(lambda: _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test.value))
+    _store_guard(lambda: _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test.value,
+                                      picked))
 
 
 def _store_guard(fn) -> None:
@@ -400,7 +412,7 @@ def _store_guard(fn) -> None:
         raise _fail(str(exc)) from None
 
 
-def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test) -> None:
+def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test, columns=None) -> None:
     from suite.analysis.ranking import LeaderboardError, display_rows, leaderboard, leaderboard_rows, to_markdown
 
     experiments = store.experiments()
@@ -423,12 +435,12 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
     elif fmt == Format.json:
         sys.stdout.write(records_json(board) + "\n")
     elif fmt == Format.md:
-        sys.stdout.write(to_markdown(board) + "\n")
+        sys.stdout.write(to_markdown(board, columns) + "\n")
     else:
         headers, rows = display_rows(board)
         named = [dict(zip(headers, r)) for r in rows]  # by column name: a new column never shifts another
-        shown = [h for h in headers if h != "params"]
-        if out.width < 150:  # a narrow terminal: drop the columns a reader misses least, never split a number
+        shown = [h for h in headers if h != "params"] if columns is None else columns
+        if out.width < 150 and columns is None:  # a narrow terminal: drop the columns a reader misses least, never split a number
             shown = [h for h in shown if h not in ("experiment", "budget", "at", "peak MiB", "wall s", "p vs best")]
         numeric = {"rank", "test mean ± std", "95% CI", "p vs best", "seeds ok", "wall s", "peak MiB"}
         table = Table(title=f"rnnbench leaderboard ({results}); ≈: tied with the best (paired {test}, Holm, 5 %)")
@@ -437,7 +449,7 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
         for r in named:
             table.add_row(*(_plain(r[h]) for h in shown))
         out.print(table)
-        for r in named:
+        for r in named if columns is None or "params" not in columns else ():
             out.print(_plain(f"  {r['method']} ({r['task']}, {r['model']}): {r['params'] or 'defaults'}"), highlight=False,
                       soft_wrap=True)
         counts = store.connect(experiment).sql("SELECT status, count(*) FROM trials GROUP BY 1 ORDER BY 1").fetchall()

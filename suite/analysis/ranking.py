@@ -326,12 +326,16 @@ def _rank_label(r: Any) -> str:
     return f"{r.rank}" + (" ≈" if not _missing(tied) and bool(tied) and r.rank != 1 else "")
 
 
+#: the columns of :func:`display_rows` (what ``rnnbench leaderboard --columns`` picks from)
+DISPLAY_COLUMNS = ("experiment", "task", "rank", "model", "method", "budget", "metric", "test mean ± std", "95% CI",
+                   "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params")
+
+
 def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[list[str]]]:
     """Compact human-readable columns for table and markdown output, of a :func:`leaderboard` DataFrame or
     :func:`leaderboard_rows`. The rank of an entry statistically tied with the best is marked ``≈``;
     ``p vs best`` is the Holm-adjusted paired p-value."""
-    headers = ["experiment", "task", "rank", "model", "method", "budget", "metric", "test mean ± std", "95% CI",
-               "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params"]
+    headers = list(DISPLAY_COLUMNS)
     rows = []
     for r in (board.itertuples() if hasattr(board, "itertuples") else board):
         params = json.loads(r.method_params) if not _missing(r.method_params) and r.method_params else {}
@@ -361,8 +365,12 @@ def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[
     return headers, rows
 
 
-def to_markdown(board: pd.DataFrame | list[BoardRow]) -> str:
+def to_markdown(board: pd.DataFrame | list[BoardRow], columns: list[str] | None = None) -> str:
+    """A Markdown table of :func:`display_rows`, of ``columns`` only (by name, in that order) when given."""
     headers, rows = display_rows(board)
+    if columns is not None:
+        pick = [headers.index(c) for c in columns]
+        headers, rows = columns, [[r[i] for i in pick] for r in rows]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)

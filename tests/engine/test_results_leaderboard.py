@@ -209,3 +209,27 @@ def test_cli_table_shows_split_by_labels_as_written(tmp_path):
     res = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--split-by", "window"], terminal_width=240)
     assert res.exit_code == 0, res.output
     assert "tbptt[window=10]" in res.output and "tbptt[window=20]" in res.output
+
+
+def test_leaderboard_columns_pick_and_order_display_columns():
+    """--columns (table and md) shows exactly the named columns in the given order; a wrong name is exit 2
+    with the list of columns; csv/json refuse it (they keep every column)."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    store = str(Path(__file__).resolve().parents[1] / "fixtures" / "suite-reference")
+    cols = "method,test mean ± std,seeds ok"
+    res = CliRunner().invoke(app, ["leaderboard", store, "--format", "md", "--columns", cols])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "| method | test mean ± std | seeds ok |"
+    assert all(line.count("|") == 4 for line in lines if line.startswith("|"))
+    table = CliRunner().invoke(app, ["leaderboard", store, "--columns", "seeds ok,method"], terminal_width=200)
+    assert table.exit_code == 0 and table.output.index("seeds ok") < table.output.index("method")
+    assert "wall s" not in table.output and "defaults" not in table.output  # no params lines either
+    bad = CliRunner().invoke(app, ["leaderboard", store, "--columns", "method,wal s"])
+    assert bad.exit_code == 2 and "'wal s'" in bad.output and "wall s" in bad.output
+    assert CliRunner().invoke(app, ["leaderboard", store, "--format", "csv", "--columns", "method"]).exit_code == 2
