@@ -129,6 +129,7 @@ def record_invocation(store: ResultsStore, prepared: PreparedRun, arguments: dic
     holding the manifest file's text, the resolved manifest (after ``--set``), the options and where it ran."""
     from suite._version import __version__
     from suite.run.envinfo import git_state
+    from suite.store import layout
 
     commit, dirty = git_state()
     doc = {"experiment": prepared.manifest.name, "started_at": time.time(), "host": socket.gethostname(),
@@ -136,7 +137,7 @@ def record_invocation(store: ResultsStore, prepared: PreparedRun, arguments: dic
            "git_dirty": dirty, "manifest_path": str(prepared.file.resolve()), "manifest_text": prepared.manifest_text,
            "overrides": prepared.overrides, "plugins": prepared.plugins, "arguments": arguments,
            "resolved": prepared.manifest.model_dump(mode="json"), "trials": len(prepared.matrix.trials)}
-    folder = store.path("experiments", prepared.manifest.name)
+    folder = store.path(layout.EXPERIMENTS, prepared.manifest.name)
     store.fs.create_dir(folder, recursive=True)
     path = f"{folder}/run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     with store.fs.open_output_stream(path) as f:

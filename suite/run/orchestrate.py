@@ -29,6 +29,7 @@ from suite.run.options import RunOptions
 from suite.run.runtime import TrialRuntime
 from suite.run.sweep import TrialSpec
 from suite.run.wandb_run import WandbSettings, drain_loggers, start_loggers
+from suite.store import layout
 from suite.store.lock import ExperimentLock, LockedError
 from suite.store.record import FAILED_STATUSES, flat_types_of
 from suite.store.results import ResultsStore
@@ -237,7 +238,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     t0 = time.time()
     mode = resolve_wandb_mode(wandb_mode, manifest.wandb.mode)
     local_base = store.base if store.local else None
-    storage_path = storage or (str(Path(local_base) / "ray") if local_base else f"{store.root.rstrip('/')}/ray")
+    storage_path = storage or (str(Path(local_base) / layout.RAY) if local_base else f"{store.root.rstrip('/')}/{layout.RAY}")
     _check_storage(storage_path)
     import ray as _ray
 
@@ -255,7 +256,7 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
     wandb = None
     if mode != "disabled":
         w = manifest.wandb
-        wandb = WandbSettings(mode=mode, dir=str(Path(local_base or ".rnnbench").resolve() / "wandb"),
+        wandb = WandbSettings(mode=mode, dir=str(Path(local_base or ".rnnbench").resolve() / layout.WANDB),
                               project=w.project, entity=w.entity, group=w.group or manifest.name, tags=tuple(w.tags))
     try:
         packs = plugin_shipping.pack([str(Path(p).resolve()) for p in (plugin_dirs or [])])
@@ -267,8 +268,8 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
         plugin_packs=tuple(packs),  # the folders themselves, for nodes that do not have the driver's paths
         kill_on_overrun=True,  # a worker blocked past its time limit is killed from outside (trial_killer)
         wandb=wandb,
-        log_dir=str(Path(local_base) / "logs" / manifest.name) if local_base else None,
-        checkpoint_dir=str(Path(local_base) / "checkpoints" / manifest.name) if local_base else None,
+        log_dir=str(Path(local_base) / layout.LOGS / manifest.name) if local_base else None,
+        checkpoint_dir=str(Path(local_base) / layout.CHECKPOINTS / manifest.name) if local_base else None,
         log_root=local_base)
     specs = {t.key: t for t in todo}
     writer = ResultsWriter(store.root, specs, flat_types_of(t.new_record() for t in todo),

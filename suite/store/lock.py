@@ -25,6 +25,7 @@ from typing import Iterator
 
 import psutil
 
+from suite.store import layout
 from suite.store.results import ResultsStore
 
 
@@ -40,7 +41,7 @@ class ExperimentLock:
 
     @property
     def path(self) -> str:
-        return self.store.path("locks", f"{self.experiment}.lock")
+        return self.store.path(*layout.lock_file(self.experiment))
 
     def _read(self) -> dict | None:
         try:
@@ -71,7 +72,7 @@ class ExperimentLock:
         except ImportError:  # pragma: no cover - not POSIX
             yield
             return
-        self.store.fs.create_dir(self.store.path("locks"), recursive=True)
+        self.store.fs.create_dir(self.store.path(layout.LOCKS), recursive=True)
         with open(self.path + ".guard", "a+b") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
@@ -99,7 +100,7 @@ class ExperimentLock:
             note = (f"took over the lock of experiment {self.experiment!r} left by a driver that is gone "
                     f"(host {existing.get('host')}, pid {existing.get('pid')})")
             self._delete()
-        self.store.fs.create_dir(self.store.path("locks"), recursive=True)
+        self.store.fs.create_dir(self.store.path(layout.LOCKS), recursive=True)
         payload = json.dumps(owner).encode()
         if self.store.local:
             try:

@@ -54,6 +54,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from suite._version import SCHEMA_VERSION
+from suite.store import layout
 from suite.store.record import (
     CURVES_SCHEMA,
     STATUSES,
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ResultsStore", "STATUSES", "StoreError", "TABLES", "open_filesystem"]
 
-TABLES = ("trials", "curves")
+TABLES = layout.TABLES
 _REPLACES_KEY = b"rnnbench.replaces"  # Parquet key-value metadata of a compacted file: the parts it replaces
 _VERSION_KEY = b"rnnbench.schema_version"
 _WRITER_KEY = b"rnnbench.version"  # the rnnbench release that wrote a part (named when a part cannot be read)
@@ -189,7 +190,7 @@ class ResultsStore:
         return sorted(out, key=lambda p: p.path)
 
     def experiments(self) -> list[str]:
-        return sorted({p.experiment for p in self._listing("trials")})
+        return sorted({p.experiment for p in self._listing(layout.TRIALS)})
 
     def has_legacy(self) -> bool:
         return any(p.legacy for t in TABLES for p in self._listing(t))
@@ -235,9 +236,9 @@ class ResultsStore:
         paths = []
         for exp in sorted(set(by_exp) | set(curves_by_exp)):
             if curves_by_exp.get(exp):
-                paths.append(self._write_table(curves_to_table(curves_by_exp[exp]), self.path("curves", exp), "part"))
+                paths.append(self._write_table(curves_to_table(curves_by_exp[exp]), self.path(layout.CURVES, exp), "part"))
             if by_exp.get(exp):
-                paths.append(self._write_table(records_to_table(by_exp[exp], flat_types), self.path("trials", exp), "part"))
+                paths.append(self._write_table(records_to_table(by_exp[exp], flat_types), self.path(layout.TRIALS, exp), "part"))
         return paths
 
     def import_rescue(self, path: str | Path) -> int:
@@ -617,7 +618,7 @@ def _rescue_entries(path: str | Path) -> tuple[list[TrialRecord], list[CurvePoin
 def run_records(store: ResultsStore, experiment: str) -> list[dict]:
     """The run records of ``experiment`` (``RESULTS/experiments/<name>/run-*.json``: what was run, with which
     manifest and options), oldest first."""
-    folder = store.path("experiments", experiment)
+    folder = store.path(layout.EXPERIMENTS, experiment)
     if store.fs.get_file_info(folder).type != pafs.FileType.Directory:
         return []
     out = []

@@ -9,10 +9,11 @@ from typing import Any, Callable
 import yaml
 
 from suite.registry import Registry
+from suite.store import layout
 from suite.suites.compile import CompiledWorkload, validated, workload_manifest
 from suite.suites.spec import SuiteFile, SuiteMethod
 
-MANIFEST_FOLDER = "suite-manifests"  #: under RESULTS: the compiled manifest of every experiment that ran
+MANIFEST_FOLDER = layout.SUITE_MANIFESTS  #: under RESULTS: the compiled manifest of every experiment that ran
 
 
 @dataclass

@@ -121,3 +121,26 @@ def test_every_module_lives_in_a_room():
     import suite.store.results
 
     assert suite.results is suite.store.results  # `from suite.results import ResultsStore` keeps working
+
+
+#: folder names under RESULTS that only suite/store/layout.py spells ("trials" and "curves" are also the
+#: duckdb table names, so they are not listed)
+LAYOUT_ONLY = {"locks", "logs", "checkpoints", "experiments", "suite-manifests"}
+
+
+def _layout_literals(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [f"{path.name}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in LAYOUT_ONLY]
+
+
+def test_only_the_layout_module_spells_the_results_folders():
+    offenders = [f"{path.parent.relative_to(ROOT)}/{hit}" for path in sorted((ROOT / "suite").rglob("*.py"))
+                 if path.name != "layout.py" for hit in _layout_literals(path)]
+    assert not offenders, "use suite.store.layout instead of spelling a results folder:\n" + "\n".join(offenders)
+
+
+def test_the_layout_rule_catches_a_spelled_folder(tmp_path):
+    bad = tmp_path / "spelled.py"
+    bad.write_text('FOLDER = "locks"\nOTHER = "trials"\n')
+    assert _layout_literals(bad) == ["spelled.py:1: 'locks'"]
