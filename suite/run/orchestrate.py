@@ -209,72 +209,109 @@ def run_sweep(manifest: Manifest, trials: list[TrialSpec], options: RunOptions |
 
 def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore, console: Console, notes: list[str],
                 options: RunOptions) -> SweepOutcome:
-    o = options
-    storage, address, resume, retry = o.storage, o.address, o.resume, o.retry
-    max_concurrent, wandb_mode, data_dir, plugin_dirs = o.max_concurrent, o.wandb, o.data_dir, list(o.plugin_dirs)
-    num_cpus, flush_every, flush_s, compact = o.num_cpus, o.flush_every, o.flush_s, o.compact
-    wait_for_resources_s = o.wait_for_resources_s
     for note in notes:
         console.print(note)
     if store.has_legacy():
         console.print(f"migrating {store.root} from the version-1 layout (one file per trial)")
         store.compact()
+    todo = _trials_to_run(manifest, trials, store, console, notes, options)
+    skipped = len(trials) - len(todo)
+    if not todo:
+        return SweepOutcome(ran=0, skipped_finished=skipped, notes=notes)
+
+    t0 = time.time()
+    local_base = store.base if store.local else None
+    storage_path = options.storage or (str(Path(local_base) / layout.RAY) if local_base
+                                       else f"{store.root.rstrip('/')}/{layout.RAY}")
+    _check_storage(storage_path)
+    import ray as _ray
+
+    if not _ray.is_initialized():
+        console.print(f"joining the Ray cluster at {options.address} ..." if options.address else
+                      "starting a local Ray instance (a few seconds) ...", highlight=False)
+    _ensure_ray(options.address, options.num_cpus)
+    check_resources(manifest.resources.cpu, manifest.resources.gpu, options.wait_for_resources_s, console)
+    from suite.run.tune_callbacks import ProgressCallback, ResultsWriter
+
+    runtime = _trial_runtime(manifest, local_base, options)
+    specs = {t.key: t for t in todo}
+    writer = ResultsWriter(store.root, specs, flat_types_of(t.new_record() for t in todo),
+                           flush_every=options.flush_every, flush_s=options.flush_s)
+    progress = ProgressCallback(len(todo), writer, console)
+    fit = _tuner(manifest, specs, runtime, storage_path, [writer, progress], options)
+    loggers = start_loggers() if runtime.wandb else {}
+    interrupted, experiment_path = False, None
+    previous = _install_interrupt_handlers()
+    try:
+        experiment_path, interrupted = _fit_with_restarts(fit, list(specs), writer, manifest.resources.retries,
+                                                          console)
+    except (Interrupted, KeyboardInterrupt):
+        interrupted = True
+    finally:
+        _restore_interrupt_handlers(previous)
+        progress.close()
+        rescue = writer.close()
+        if loggers:
+            drain_loggers(loggers, dict(writer.runs_by_node))
+    if options.compact and not rescue:
+        store.compact(manifest.name)
+    return SweepOutcome(ran=len(todo), skipped_finished=skipped, statuses=dict(writer.written),
+                        wall_time_s=time.time() - t0, experiment_path=experiment_path, interrupted=interrupted,
+                        notes=notes, rescue=rescue)
+
+
+def _trials_to_run(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore, console: Console,
+                   notes: list[str], options: RunOptions) -> list[TrialSpec]:
+    """The trials without a row (with ``--resume``; all of them otherwise), plus those whose row has a status
+    in ``options.retry``; says what resume found, and notes rows of configurations no longer in the manifest."""
+    resume, retry = options.resume, options.retry
     done = store.statuses(manifest.name) if resume else {}
     todo = [t for t in trials if t.key not in done or done[t.key] in retry]
-    skipped = len(trials) - len(todo)
     if resume and done:
         rerun = sum(1 for t in todo if t.key in done)
-        console.print(f"resume: {skipped} of {len(trials)} trials already have a row; running {len(todo)}"
-                      + (f" ({rerun} rerun: {', '.join(retry)})" if rerun else ""))
+        console.print(f"resume: {len(trials) - len(todo)} of {len(trials)} trials already have a row; running "
+                      f"{len(todo)}" + (f" ({rerun} rerun: {', '.join(retry)})" if rerun else ""))
         stale = set(done) - {t.key for t in trials}
         if stale:
             notes.append(f"{len(stale)} rows of experiment {manifest.name!r} belong to configurations no longer in "
                          "the manifest; they stay in the store and in its leaderboard (use a new experiment name, "
                          "--set name=..., to compare only the current ones)")
             console.print(f"[yellow]note:[/] {notes[-1]}")
-    if not todo:
-        return SweepOutcome(ran=0, skipped_finished=skipped, notes=notes)
+    return todo
 
-    t0 = time.time()
-    mode = resolve_wandb_mode(wandb_mode, manifest.wandb.mode)
-    local_base = store.base if store.local else None
-    storage_path = storage or (str(Path(local_base) / layout.RAY) if local_base else f"{store.root.rstrip('/')}/{layout.RAY}")
-    _check_storage(storage_path)
-    import ray as _ray
 
-    if not _ray.is_initialized():
-        console.print(f"joining the Ray cluster at {address} ..." if address else
-                      "starting a local Ray instance (a few seconds) ...", highlight=False)
-    _ensure_ray(address, num_cpus)
-    res = manifest.resources
-    check_resources(res.cpu, res.gpu, wait_for_resources_s, console)
-    from ray import tune
-
-    from suite.run.trial import tune_trainable
-    from suite.run.tune_callbacks import ProgressCallback, ResultsWriter, describe_lost_trial
-
+def _trial_runtime(manifest: Manifest, local_base: str | None, options: RunOptions) -> TrialRuntime:
+    """Where the trials find data and plugins, and where their logs, checkpoints and W&B runs go."""
     wandb = None
+    mode = resolve_wandb_mode(options.wandb, manifest.wandb.mode)
     if mode != "disabled":
         w = manifest.wandb
         wandb = WandbSettings(mode=mode, dir=str(Path(local_base or ".rnnbench").resolve() / layout.WANDB),
                               project=w.project, entity=w.entity, group=w.group or manifest.name, tags=tuple(w.tags))
+    plugin_dirs = [str(Path(p).resolve()) for p in (options.plugin_dirs or [])]
     try:
-        packs = plugin_shipping.pack([str(Path(p).resolve()) for p in (plugin_dirs or [])])
+        packs = plugin_shipping.pack(plugin_dirs)
     except (plugin_shipping.PluginShippingError, OSError) as exc:
         raise SweepError(str(exc)) from None
-    runtime = TrialRuntime(
-        data_dir=str(Path(data_dir).resolve()) if data_dir else None,
-        plugin_dirs=tuple(str(Path(p).resolve()) for p in (plugin_dirs or [])),
+    return TrialRuntime(
+        data_dir=str(Path(options.data_dir).resolve()) if options.data_dir else None,
+        plugin_dirs=tuple(plugin_dirs),
         plugin_packs=tuple(packs),  # the folders themselves, for nodes that do not have the driver's paths
         kill_on_overrun=True,  # a worker blocked past its time limit is killed from outside (trial_killer)
         wandb=wandb,
         log_dir=str(Path(local_base) / layout.LOGS / manifest.name) if local_base else None,
         checkpoint_dir=str(Path(local_base) / layout.CHECKPOINTS / manifest.name) if local_base else None,
         log_root=local_base)
-    specs = {t.key: t for t in todo}
-    writer = ResultsWriter(store.root, specs, flat_types_of(t.new_record() for t in todo),
-                           flush_every=flush_every, flush_s=flush_s)
-    progress = ProgressCallback(len(todo), writer, console)
+
+
+def _tuner(manifest: Manifest, specs: dict[str, TrialSpec], runtime: TrialRuntime, storage_path: str,
+           callbacks: list[Any], options: RunOptions) -> Any:
+    """``fit(keys)``: one Ray Tune run of the trials ``keys`` (a Tuner per call, so a restart can run the rest)."""
+    from ray import tune
+
+    from suite.run.trial import tune_trainable
+
+    res = manifest.resources
     scheduler = None
     if manifest.scheduler is not None:
         s = manifest.scheduler
@@ -291,67 +328,59 @@ def _run_locked(manifest: Manifest, trials: list[TrialSpec], store: ResultsStore
             trainable,
             param_space={"key": tune.grid_search(keys)},
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
-                                        max_concurrent_trials=max_concurrent or manifest.max_concurrent,
+                                        max_concurrent_trials=options.max_concurrent or manifest.max_concurrent,
                                         trial_name_creator=names, trial_dirname_creator=names),
             run_config=tune.RunConfig(name=f"{manifest.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=storage_path,
                                       failure_config=tune.FailureConfig(max_failures=res.retries),
-                                      callbacks=[writer, progress], verbose=0),
+                                      callbacks=callbacks, verbose=0),
         )
         return tuner.fit()
 
-    loggers = start_loggers() if wandb else {}
-    interrupted, experiment_path = False, None
-    previous = _install_interrupt_handlers()
-    try:
-        remaining = list(specs)
-        lost_attempts: dict[str, int] = {k: 0 for k in specs}
-        for round_ in range(MAX_TUNE_RESTARTS + 1):
-            try:
-                experiment_path = fit(remaining).experiment_path
-                # trials without a row after a normal return: Tune stopped on Ctrl-C / SIGTERM
-                interrupted = any(k not in writer.written for k in remaining)
-                break
-            except Exception as exc:  # Ray Tune itself failed (a trial's fate must not end the sweep)
-                if _caused_by_interrupt(exc):
-                    raise Interrupted() from exc
-                lost = writer.running()
-                again = []
-                for key in lost:  # resources.retries holds here too (Tune's own restarts died with it)
-                    lost_attempts[key] += 1
-                    if lost_attempts[key] <= res.retries and round_ < MAX_TUNE_RESTARTS:
-                        again.append(key)
-                        continue
-                    writer.count_attempts(key, lost_attempts[key])
-                    writer.finish(key, status="error", error=describe_lost_trial(
-                        f"Ray Tune stopped while this trial ran ({type(exc).__name__}: {str(exc)[:1000]}); "
-                        f"{lost_attempts[key]} attempt(s)"))
-                remaining = [k for k in remaining if k not in writer.written]
-                last = round_ == MAX_TUNE_RESTARTS
-                console.print(f"[yellow]warning:[/] Ray Tune stopped ({type(exc).__name__}: {str(exc)[:300]}); "
-                              f"{len(lost) - len(again)} running trials got an error row, {len(again)} are retried; "
-                              + ("giving up on the rest" if last else f"restarting for the {len(remaining)} left"),
-                              soft_wrap=True)
-                if last:
-                    for key in remaining:
-                        writer.finish(key, status="error", error=f"not run: Ray Tune failed {round_ + 1} times "
-                                      f"(last: {type(exc).__name__}: {str(exc)[:500]})")
-                    break
-                if not remaining:
-                    break
-    except (Interrupted, KeyboardInterrupt):
-        interrupted = True
-    finally:
-        _restore_interrupt_handlers(previous)
-        progress.close()
-        rescue = writer.close()
-        if loggers:
-            drain_loggers(loggers, dict(writer.runs_by_node))
-    if compact and not rescue:
-        store.compact(manifest.name)
-    return SweepOutcome(ran=len(todo), skipped_finished=skipped, statuses=dict(writer.written),
-                        wall_time_s=time.time() - t0, experiment_path=experiment_path, interrupted=interrupted,
-                        notes=notes, rescue=rescue)
+    return fit
+
+
+def _fit_with_restarts(fit: Any, keys: list[str], writer: Any, retries: int, console: Console) -> tuple[Any, bool]:
+    """Run ``fit`` until every trial has a row: when Ray Tune itself fails, the trials it was running get an
+    error row once their ``retries`` are spent (the rest run again), and Tune restarts for the trials left, at
+    most MAX_TUNE_RESTARTS times. Returns Tune's experiment path and whether the run was interrupted."""
+    from suite.run.tune_callbacks import describe_lost_trial
+
+    remaining = list(keys)
+    lost_attempts: dict[str, int] = {k: 0 for k in keys}
+    for round_ in range(MAX_TUNE_RESTARTS + 1):
+        try:
+            experiment_path = fit(remaining).experiment_path
+            # trials without a row after a normal return: Tune stopped on Ctrl-C / SIGTERM
+            return experiment_path, any(k not in writer.written for k in remaining)
+        except Exception as exc:  # Ray Tune itself failed (a trial's fate must not end the sweep)
+            if _caused_by_interrupt(exc):
+                raise Interrupted() from exc
+            lost = writer.running()
+            again = []
+            for key in lost:  # resources.retries holds here too (Tune's own restarts died with it)
+                lost_attempts[key] += 1
+                if lost_attempts[key] <= retries and round_ < MAX_TUNE_RESTARTS:
+                    again.append(key)
+                    continue
+                writer.count_attempts(key, lost_attempts[key])
+                writer.finish(key, status="error", error=describe_lost_trial(
+                    f"Ray Tune stopped while this trial ran ({type(exc).__name__}: {str(exc)[:1000]}); "
+                    f"{lost_attempts[key]} attempt(s)"))
+            remaining = [k for k in remaining if k not in writer.written]
+            last = round_ == MAX_TUNE_RESTARTS
+            console.print(f"[yellow]warning:[/] Ray Tune stopped ({type(exc).__name__}: {str(exc)[:300]}); "
+                          f"{len(lost) - len(again)} running trials got an error row, {len(again)} are retried; "
+                          + ("giving up on the rest" if last else f"restarting for the {len(remaining)} left"),
+                          soft_wrap=True)
+            if last:
+                for key in remaining:
+                    writer.finish(key, status="error", error=f"not run: Ray Tune failed {round_ + 1} times "
+                                  f"(last: {type(exc).__name__}: {str(exc)[:500]})")
+                return None, False
+            if not remaining:
+                return None, False
+    return None, False
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
