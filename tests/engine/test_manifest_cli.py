@@ -90,7 +90,7 @@ def test_method_budget_override_and_repeated_grid_values(write_manifest, toy_man
     text = toy_manifest_text.replace("  - name: bptt\n", "  - name: bptt\n    budget: {steps: 50}\n").replace(
         "params: {window: 30, batch_size: 8}", "params: {window: {grid: [30, 30, 20]}, batch_size: 8}")
     trials = expand(load_manifest(write_manifest(text), load_registry), load_registry()).trials
-    assert {t.method: t.budget for t in trials} == {"bptt": {"steps": 50}, "tbptt": {"steps": 6}}
+    assert {t.method: t.budget.to_config() for t in trials} == {"bptt": {"steps": 50}, "tbptt": {"steps": 6}}
     assert len(trials) == 6  # bptt x 2 seeds + tbptt x {30, 20} x 2 seeds: the repeated 30 is one configuration
 
 

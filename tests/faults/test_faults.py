@@ -276,7 +276,9 @@ def test_a_sigkilled_driver_leaves_no_ray_processes(tmp_path, ray_tmp):
 def test_a_trial_blocked_with_the_gil_held_is_killed_at_its_time_limit(tmp_path, ray_tmp):
     """A C call that holds the GIL stops the in-process guard too: the sweep used to hang and the trial queued
     behind it never started. The trial's killer process ends it (a `timeout` row) and the next trial runs."""
-    path = manifest(tmp_path, "  - name: gil_blocking\n  - name: bptt", resources=", time_limit_s: 5")
+    # 20 s: the one update before the sleep must end inside the limit even on a loaded machine (with 5 s it
+    # sometimes did not, and the in-process guard, not the killer, ended the trial at step 1)
+    path = manifest(tmp_path, "  - name: gil_blocking\n  - name: bptt", resources=", time_limit_s: 20")
     results = tmp_path / "results"
     t0 = time.monotonic()
     res = cli(["run", str(path), "--results", str(results), "--plugins", PLUGINS, "--wandb", "disabled",
