@@ -15,7 +15,7 @@ as the sequence is full BPTT. Windows run through the model's fused sequence ``f
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterator, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -93,6 +93,16 @@ class TBPTT(Method):
                              f"({p.batch_size}): lower batch_size or window")
         return plan, min(p.burn_in_steps, plan.window - 1)
 
+    def phased_losses(self, model: RecurrentModel, data: TrainData, plan: PhasedStatefulWindows,
+                      m: int) -> Iterator[tuple[SequenceData, torch.Tensor]]:
+        """``(windows, loss)`` of every batch of ``plan`` in training order, each batch starting from the detached
+        states its slot's previous batch left (zero states at the start of a pass: one pass per epoch)."""
+        states: dict[tuple[int, int], torch.Tensor] = {}
+        for part, slot in plan.iterate():
+            loss, h_last = burn_in_loss(model, data, part, m, self.params.burnin_grad, states.get(slot))
+            states[slot] = h_last.detach()
+            yield part, loss
+
     @staticmethod
     def stream_windows(streams: SequenceData, window: int, m: int):
         """The stateful windows of ``streams`` in time order (a last window shorter than the burn-in is dropped)."""
@@ -117,10 +127,7 @@ class TBPTT(Method):
         if p.mode == "stateful_phased":
             phased, m = self.phased(data.train)
             for _ in ctx.epoch_range():
-                states: dict[tuple[int, int], torch.Tensor] = {}  # every epoch starts from zero states
-                for part, slot in phased.iterate():
-                    loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, states.get(slot))
-                    states[slot] = h_last.detach()
+                for part, loss in self.phased_losses(model, data, phased, m):
                     if update(ctx, opt, loss, samples=part.batch * (part.length - m)):
                         return
             return
@@ -139,7 +146,8 @@ class TBPTT(Method):
 
         Stateless: all windows of every probe sequence (in chunks of ``batch_size``, in order) from the
         zero state. Stateful: the probe cut into streams as in training, windows in time order with the
-        detached state carried. Stateful_phased: the authors' batches in order, states carried per slot. Windows are weighted by their scored positions, so the result
+        detached state carried. Stateful_phased: the authors' batches in order, states carried per slot.
+        Windows are weighted by their scored positions, so the result
         estimates the gradient of the mean loss; with a window covering the sequence it equals
         the full-BPTT gradient. Parameters and ``.grad`` are left untouched.
         """
@@ -157,10 +165,7 @@ class TBPTT(Method):
                     avg.add(loss, scored(part, m))
             elif p.mode == "stateful_phased":
                 phased, m = self.phased(probe)
-                states: dict[tuple[int, int], torch.Tensor] = {}
-                for part, slot in phased.iterate():
-                    loss, h_last = burn_in_loss(model, data, part, m, p.burnin_grad, states.get(slot))
-                    states[slot] = h_last.detach()
+                for part, loss in self.phased_losses(model, data, phased, m):
                     avg.add(loss, scored(part, m))
             else:
                 streams, window, m = self.streams(probe)

@@ -449,9 +449,10 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
         for r in named:
             table.add_row(*(_plain(r[h]) for h in shown))
         out.print(table)
-        for r in named if columns is None or "params" not in columns else ():
-            out.print(_plain(f"  {r['method']} ({r['task']}, {r['model']}): {r['params'] or 'defaults'}"), highlight=False,
-                      soft_wrap=True)
+        if columns is None:  # picked columns: the table alone
+            for r in named:
+                out.print(_plain(f"  {r['method']} ({r['task']}, {r['model']}): {r['params'] or 'defaults'}"),
+                          highlight=False, soft_wrap=True)
         counts = store.connect(experiment).sql("SELECT status, count(*) FROM trials GROUP BY 1 ORDER BY 1").fetchall()
         out.print("trials: " + ", ".join(f"{k} {v}" for k, v in counts), soft_wrap=True)
 

@@ -230,6 +230,9 @@ def _quantile_linear(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(bad | np.isnan(y).any(), np.nan, res)  # SciPy's nan_policy="propagate"
 
 
+_STANDARD_NORMAL = statistics.NormalDist()
+
+
 def _ndtr(a: float) -> float:
     """The standard normal CDF (``scipy.special.ndtr``), from the standard library's ``math.erfc``."""
     return 0.5 * math.erfc(-a / math.sqrt(2.0))
@@ -245,9 +248,6 @@ def _ndtri(p: float) -> float:
     if not 0.0 < p < 1.0:  # also NaN
         return math.nan
     return _STANDARD_NORMAL.inv_cdf(p)
-
-
-_STANDARD_NORMAL = statistics.NormalDist()
 
 
 def iqm(values: Sequence[float] | np.ndarray) -> float:
