@@ -77,10 +77,12 @@ class _FusedRNNModel(RecurrentModel):
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         u = self.encode(x)
-        if h0 is None:
-            h0 = self.initial_state(u.shape[0], u.device, u.dtype)
-        state = self._unflatten(h0)
-        hx = tuple(state) if len(state) > 1 else state[0]
+        if h0 is None and type(self).initial_state is not RecurrentModel.initial_state:
+            h0 = self.initial_state(u.shape[0], u.device, u.dtype)  # a subclass with its own start state
+        hx = None  # otherwise the fused module starts from zeros itself, as initial_state would
+        if h0 is not None:
+            state = self._unflatten(h0)
+            hx = tuple(state) if len(state) > 1 else state[0]
         if u.shape[1] <= self.fused_max_len:
             out, hx = self.rnn(u, hx)
         else:  # cuDNN refuses very long sequences (seen at T = 1e5): run in pieces, state carried

@@ -49,7 +49,8 @@ class StatelessWindows:
         starts = window_starts(seq.length, self.window, stride)
         self.seq_idx = torch.arange(seq.batch).repeat_interleave(len(starts))
         self.start_idx = starts.repeat(seq.batch)
-        self.offsets = torch.arange(self.window)
+        # every stride-1 window as a view [B, starts, window, ...] (no copy): a batch is one gather from it
+        self._views = [None if t is None else t.unfold(1, self.window, 1).movedim(-1, 2) for t in (seq.x, seq.y, seq.mask)]
 
     def __len__(self) -> int:
         return len(self.seq_idx)
@@ -57,10 +58,9 @@ class StatelessWindows:
     def take(self, sel: Tensor) -> SequenceData:
         """The windows ``sel`` (indices into this plan) as a batch ``[len(sel), window]``."""
         device = self.seq.x.device
-        rows = self.seq_idx[sel].to(device)[:, None]
-        cols = (self.start_idx[sel][:, None] + self.offsets).to(device)
-        s = self.seq
-        return SequenceData(s.x[rows, cols], s.y[rows, cols], None if s.mask is None else s.mask[rows, cols])
+        rows, starts = self.seq_idx[sel].to(device), self.start_idx[sel].to(device)
+        x, y, mask = (None if v is None else v[rows, starts] for v in self._views)
+        return SequenceData(x, y, mask)
 
     def iterate(self, batch_size: int, shuffle: bool) -> Iterator[SequenceData]:
         for sel in batches(len(self), batch_size, shuffle):
