@@ -413,7 +413,14 @@ def _store_guard(fn) -> None:
 
 
 def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, test, columns=None) -> None:
-    from suite.analysis.ranking import LeaderboardError, display_rows, leaderboard, leaderboard_rows, to_markdown
+    from suite.analysis.ranking import (
+        DEFAULT_COLUMNS,
+        LeaderboardError,
+        display_rows,
+        leaderboard,
+        leaderboard_rows,
+        to_markdown,
+    )
 
     experiments = store.experiments()
     if not experiments:
@@ -439,7 +446,7 @@ def _leaderboard(store, results, task, experiment, metric, pool, fmt, split_by, 
     else:
         headers, rows = display_rows(board)
         named = [dict(zip(headers, r)) for r in rows]  # by column name: a new column never shifts another
-        shown = [h for h in headers if h != "params"] if columns is None else columns
+        shown = [h for h in DEFAULT_COLUMNS if h != "params"] if columns is None else columns
         if out.width < 150 and columns is None:  # a narrow terminal: drop the columns a reader misses least, never split a number
             shown = [h for h in shown if h not in ("experiment", "budget", "at", "peak MiB", "wall s", "p vs best")]
         numeric = {"rank", "test mean ± std", "95% CI", "p vs best", "seeds ok", "wall s", "peak MiB"}

@@ -328,7 +328,19 @@ def _rank_label(r: Any) -> str:
 
 #: the columns of :func:`display_rows` (what ``rnnbench leaderboard --columns`` picks from)
 DISPLAY_COLUMNS = ("experiment", "task", "rank", "model", "method", "budget", "metric", "test mean ± std", "95% CI",
-                   "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params")
+                   "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params", "per seed")
+#: the columns shown when none are picked ("per seed" only on request)
+DEFAULT_COLUMNS = tuple(c for c in DISPLAY_COLUMNS if c != "per seed")
+
+
+def _per_seed(r: Any) -> str:
+    """The test values of the successful seeds, in seed order: ``1.013 / 1.016 / 1.016``."""
+    values = [] if _missing_list(r.test_values) else list(r.test_values)
+    return " / ".join(_fmt(float(v)) for v in values) or "—"
+
+
+def _missing_list(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[list[str]]]:
@@ -360,7 +372,7 @@ def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[
             f"{r.n_ok}/{r.n_seeds}", "final" if _missing(r.checkpoint) or not r.checkpoint else str(r.checkpoint),
             "-" if _missing(r.wall_time_s) else f"{r.wall_time_s:.1f}",
             "-" if _missing(r.peak_rss_mib) else f"{r.peak_rss_mib:.0f}",
-            ", ".join(f"{k}={v}" for k, v in params.items()),
+            ", ".join(f"{k}={v}" for k, v in params.items()), _per_seed(r),
         ])
     return headers, rows
 
@@ -368,9 +380,9 @@ def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[
 def to_markdown(board: pd.DataFrame | list[BoardRow], columns: list[str] | None = None) -> str:
     """A Markdown table of :func:`display_rows`, of ``columns`` only (by name, in that order) when given."""
     headers, rows = display_rows(board)
-    if columns is not None:
-        pick = [headers.index(c) for c in columns]
-        headers, rows = columns, [[r[i] for i in pick] for r in rows]
+    columns = list(DEFAULT_COLUMNS) if columns is None else columns
+    pick = [headers.index(c) for c in columns]
+    headers, rows = columns, [[r[i] for i in pick] for r in rows]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)

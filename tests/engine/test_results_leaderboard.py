@@ -233,3 +233,20 @@ def test_leaderboard_columns_pick_and_order_display_columns():
     bad = CliRunner().invoke(app, ["leaderboard", store, "--columns", "method,wal s"])
     assert bad.exit_code == 2 and "'wal s'" in bad.output and "wall s" in bad.output
     assert CliRunner().invoke(app, ["leaderboard", store, "--format", "csv", "--columns", "method"]).exit_code == 2
+
+
+def test_leaderboard_per_seed_column_lists_successful_seeds_in_seed_order(tmp_path):
+    """'per seed' (only on request) shows each successful seed's test value in seed order; a failed seed is left
+    out; the default md columns do not include it."""
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    store = ResultsStore(tmp_path)
+    rows = [rec("tbptt", "a", s, 1.0, v, window=10) for s, v in ((2, 1.25), (0, 1.5), (1, 2.0))]
+    store.write([*rows, rec("tbptt", "a", 3, 1.0, 9.0, status="error", window=10)])
+    res = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "md", "--columns", "method,per seed"])
+    assert res.exit_code == 0, res.output
+    assert "| tbptt | 1.5 / 2 / 1.25 |" in res.output
+    default = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "md"])
+    assert default.exit_code == 0 and "per seed" not in default.output
