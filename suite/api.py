@@ -193,11 +193,16 @@ def run(file: str | Path, *, options: RunOptions | None = None, overrides: list[
                  "wandb": opts.wandb, "num_cpus": opts.num_cpus}
     max_concurrent, num_cpus = opts.max_concurrent, opts.num_cpus
 
+    recorded: list[str] = []
+
+    def record() -> None:  # once per invocation, and only when it holds the lock (a refused run leaves no record)
+        if not recorded:
+            recorded.append(record_invocation(store, prepared, arguments))
+
     def sweep(specs: list, resume_flag: bool) -> SweepOutcome:
-        return run_sweep(manifest, specs, opts.merged(resume=resume_flag), console=console)
+        return run_sweep(manifest, specs, opts.merged(resume=resume_flag), console=console, on_locked=record)
 
     try:
-        record_invocation(store, prepared, arguments)
         if manifest.search.algorithm != "optuna":
             return sweep(prepared.matrix.trials, opts.resume)
         from suite.run.optuna_search import run_optuna

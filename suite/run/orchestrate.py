@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 
@@ -183,7 +183,8 @@ MAX_TUNE_RESTARTS = 3  #: rounds of a fresh Tuner after Ray Tune itself failed (
 
 
 def run_sweep(manifest: Manifest, trials: list[TrialSpec], options: RunOptions | None = None, *,
-              console: Console | None = None, **kwargs: Any) -> SweepOutcome:
+              console: Console | None = None, on_locked: Callable[[], Any] | None = None,
+              **kwargs: Any) -> SweepOutcome:
     """Run ``trials`` on Ray Tune as ``options`` say (:class:`~suite.run.options.RunOptions`; keyword arguments
     such as ``results_dir=``, ``address=`` build one); rows land in ``options.results`` (a path or URI). Returns
     what ran and how it ended.
@@ -191,7 +192,8 @@ def run_sweep(manifest: Manifest, trials: list[TrialSpec], options: RunOptions |
     ``resume`` skips trials that have a row, except those whose status is in ``retry`` (e.g. ``("error",
     "timeout")``). Raises :class:`SweepError` when the sweep cannot start (locked experiment, unreachable
     cluster, resources no node has, unwritable storage); once trials run, nothing a trial does stops the
-    sweep, and a Ctrl-C keeps every finished row (``interrupted`` in the outcome)."""
+    sweep, and a Ctrl-C keeps every finished row (``interrupted`` in the outcome). ``on_locked`` runs once the
+    experiment's lock is held (the CLI stores its run record there, so a refused run leaves none)."""
     options = (options or RunOptions()).merged(**kwargs)
     console = console or Console(stderr=True)
     store = ResultsStore(options.results)
@@ -202,6 +204,8 @@ def run_sweep(manifest: Manifest, trials: list[TrialSpec], options: RunOptions |
         raise SweepError(str(exc)) from None
     notes = [note] if note else []
     try:
+        if on_locked is not None:
+            on_locked()
         return _run_locked(manifest, trials, store, console, notes, options)
     finally:
         lock.release()

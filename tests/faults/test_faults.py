@@ -134,6 +134,8 @@ def test_two_drivers_stale_and_foreign_locks(tmp_path, ray_tmp):
     assert second.returncode == 2 and "being run by another driver" in second.stderr + second.stdout
     assert "--force-unlock" in second.stderr + second.stdout
     assert first.returncode == 0, out
+    # the refused driver left no run record: only the run that held the lock is recorded
+    assert len(list((results / "experiments" / "faults").glob("run-*.json"))) == 1
     assert len(ResultsStore(results).trials("faults")) == 3 and not lock.exists()
     # a lock left by a killed driver on this host is taken over
     lock.parent.mkdir(exist_ok=True)
