@@ -335,12 +335,8 @@ DEFAULT_COLUMNS = tuple(c for c in DISPLAY_COLUMNS if c != "per seed")
 
 def _per_seed(r: Any) -> str:
     """The test values of the successful seeds, in seed order: ``1.013 / 1.016 / 1.016``."""
-    values = [] if _missing_list(r.test_values) else list(r.test_values)
+    values = list(r.test_values) if _is_list(r.test_values) else []
     return " / ".join(_fmt(float(v)) for v in values) or "—"
-
-
-def _missing_list(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[list[str]]]:
