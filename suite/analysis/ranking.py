@@ -328,9 +328,12 @@ def _rank_label(r: Any) -> str:
 
 #: the columns of :func:`display_rows` (what ``rnnbench leaderboard --columns`` picks from)
 DISPLAY_COLUMNS = ("experiment", "task", "rank", "model", "method", "budget", "metric", "test mean ± std", "95% CI",
-                   "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params", "per seed")
-#: the columns shown when none are picked ("per seed" only on request)
-DEFAULT_COLUMNS = tuple(c for c in DISPLAY_COLUMNS if c != "per seed")
+                   "p vs best", "seeds ok", "at", "wall s", "peak MiB", "params", "per seed", "updates", "train s")
+#: shown only when picked: the successful seeds' test values, and the updates and training seconds that an
+#: equal-time comparison needs beside its scores (means over the configuration's trials, as "wall s")
+ON_REQUEST_COLUMNS = ("per seed", "updates", "train s")
+#: the columns shown when none are picked
+DEFAULT_COLUMNS = tuple(c for c in DISPLAY_COLUMNS if c not in ON_REQUEST_COLUMNS)
 
 
 def _per_seed(r: Any) -> str:
@@ -369,6 +372,8 @@ def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[
             "-" if _missing(r.wall_time_s) else f"{r.wall_time_s:.1f}",
             "-" if _missing(r.peak_rss_mib) else f"{r.peak_rss_mib:.0f}",
             ", ".join(f"{k}={v}" for k, v in params.items()), _per_seed(r),
+            "-" if _missing(r.steps) else f"{r.steps:.0f}",
+            "-" if _missing(r.train_time_s) else f"{r.train_time_s:.1f}",
         ])
     return headers, rows
 

@@ -250,3 +250,28 @@ def test_leaderboard_per_seed_column_lists_successful_seeds_in_seed_order(tmp_pa
     assert "| tbptt | 1.5 / 2 / 1.25 |" in res.output
     default = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "md"])
     assert default.exit_code == 0 and "per seed" not in default.output
+
+
+def test_leaderboard_updates_and_train_s_columns_are_means_over_the_entrys_trials(tmp_path):
+    """'updates' and 'train s' (only on request: an equal-time table needs them beside its scores) are the mean
+    updates and training seconds over the selected configuration's trials, a failed one included, as 'wall s'
+    (what the entry cost); the default columns leave them out."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from suite.cli import app
+
+    store = ResultsStore(tmp_path)
+    rows = []
+    for seed, steps, train_s in ((0, 100, 10.0), (1, 200, 20.0), (2, 600, 60.0)):
+        r = rec("tbptt", "a", seed, 1.0, 1.0 + seed, window=10)
+        rows.append(dataclasses.replace(r, steps=steps, train_time_s=train_s))
+    failed = rec("tbptt", "a", 3, 1.0, 9.0, status="error", window=10)
+    store.write([*rows, dataclasses.replace(failed, steps=10_000, train_time_s=999.0)])
+    res = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "md", "--columns",
+                                   "method,updates,train s"])
+    assert res.exit_code == 0, res.output
+    assert "| tbptt | 2725 | 272.2 |" in res.output  # (100 + 200 + 600 + 10 000) / 4
+    default = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "md"])
+    assert default.exit_code == 0 and "updates" not in default.output and "train s" not in default.output
