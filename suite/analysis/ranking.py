@@ -10,7 +10,9 @@ Per entry:
    bootstrap confidence interval of the mean (BCa, 9999 resamples, fixed seed; clipped to the metric's range,
    e.g. RMSE >= 0, perplexity >= 1), given only with at least 3 seeds (fewer: ``n<3``);
 3. rank the entries of each (experiment, task) by that mean; entries without a configuration whose seeds
-   all succeeded are listed as ``failed`` and not ranked;
+   all succeeded are listed as ``failed`` and not ranked; entries whose seeds succeeded but whose test metric
+   is not finite on some seed (a free run that left the state space: D_H or PE of inf or NaN) are listed as
+   ``not finite`` and not ranked either, and left out of step 4, so they change no other entry's p-value;
 4. compare every ranked entry with the best one on the seeds both have: a paired test (paired t by default,
    or Wilcoxon signed-rank), Holm-corrected over the comparisons of the task; an entry whose adjusted
    p-value is at least 0.05 is *tied with the best* (``≈`` in the rank column). With fewer than 2 common
@@ -45,6 +47,8 @@ COLUMNS = ["experiment", "task", "rank", "tied_with_best", "p_vs_best", "model",
            "method_params", "model_params", "optimizer", "config_id", "configs_tried", "status", "test_values",
            "seeds"]
 TESTS = ("ttest", "wilcoxon")
+#: the status of an entry whose seeds all succeeded but whose test metric is inf or NaN on some of them
+NOT_FINITE = "not finite"
 MIN_SEEDS_FOR_CI = 3
 
 #: one entry of :func:`leaderboard_rows`: the columns of :func:`leaderboard`, missing values as None (NaN for
@@ -265,8 +269,11 @@ def _finish(rows: list[dict[str, Any]], split_by: list[str], pool: bool, test: s
         r["budget"] = ",".join(f"{k}={_format_value(v)}" for k, v in json.loads(r["budget_json"]).items())
         r["test_values"] = [float(x) for x in r["test_values"]] if _is_list(r["test_values"]) else []
         r["seeds"] = [int(x) for x in r["seeds"]] if _is_list(r["seeds"]) else []
-        r["ci95_low"], r["ci95_high"] = _ci(r["test_values"], r["low"], r["high"])
         r["status"] = "ranked" if bool(r["feasible"]) and r["n_ok"] > 0 else "failed"
+        if r["status"] == "ranked" and not all(math.isfinite(v) for v in r["test_values"]):
+            r["status"] = NOT_FINITE
+        r["ci95_low"], r["ci95_high"] = (_ci(r["test_values"], r["low"], r["high"]) if r["status"] != NOT_FINITE
+                                         else (math.nan, math.nan))
     group = ["task"] if pool else ["experiment", "task"]
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
@@ -321,7 +328,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _rank_label(r: Any) -> str:
     if _missing(r.rank):
-        return "failed"
+        return NOT_FINITE if r.status == NOT_FINITE else "failed"
     tied = r.tied_with_best
     return f"{r.rank}" + (" ≈" if not _missing(tied) and bool(tied) and r.rank != 1 else "")
 
@@ -352,13 +359,16 @@ def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[
         params = json.loads(r.method_params) if not _missing(r.method_params) and r.method_params else {}
         arrow = "↓" if r.direction == "min" else "↑"
         metric = f"{r.metric} {arrow}" + (f" [{r.unit}]" if r.unit else "")
+        nonfinite = sum(not math.isfinite(float(v)) for v in r.test_values) if _is_list(r.test_values) else 0
         if r.n_ok == 0:
             value = "—"
+        elif nonfinite:
+            value = f"not finite in {nonfinite} of {len(r.test_values)}"
         elif math.isnan(r.test_std):  # one seed has no spread: show the value alone instead of "± nan"
             value = _fmt(r.test_mean)
         else:
             value = f"{_fmt(r.test_mean)} ± {_fmt(r.test_std, 2)}"
-        if r.n_ok == 0:
+        if r.n_ok == 0 or nonfinite:
             ci = "—"
         elif r.n_ok < MIN_SEEDS_FOR_CI:
             ci = f"n<{MIN_SEEDS_FOR_CI}"

@@ -112,7 +112,7 @@ def _leaderboard_html(board: pd.DataFrame) -> str:
     df = pd.DataFrame([r[1:] for r in rows], columns=headers[1:])
     classes = []
     for r in board.itertuples():
-        if r.status == "failed":
+        if r.status != "ranked":  # failed, or a test metric that is not finite
             classes.append("failed")
         elif r.rank == 1:
             classes.append("best")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from suite.analysis.ranking import MIN_SEEDS_FOR_CI
+from suite.analysis.ranking import MIN_SEEDS_FOR_CI, NOT_FINITE
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -43,9 +43,14 @@ def board_table(board: pd.DataFrame, not_applicable: dict[tuple[str, str], str],
         ranked = not pd.isna(r["rank"])
         tied = r["tied_with_best"]
         tied = False if pd.isna(tied) else bool(tied)
-        rank = "failed" if not ranked else f"{int(r['rank'])}" + (" ≈" if tied and r["rank"] != 1 else "")
+        not_finite = r["status"] == NOT_FINITE
+        rank = ((NOT_FINITE if not_finite else "failed") if not ranked
+                else f"{int(r['rank'])}" + (" ≈" if tied and r["rank"] != 1 else ""))
         if r["n_ok"] == 0:
             value, ci = "—", "—"
+        elif not_finite:
+            values = list(r["test_values"])
+            value, ci = f"not finite in {sum(not math.isfinite(v) for v in values)} of {len(values)}", "—"
         else:
             value = _fmt(r["test_mean"]) if math.isnan(r["test_std"]) else f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}"
             ci = (f"n<{MIN_SEEDS_FOR_CI}" if r["n_ok"] < MIN_SEEDS_FOR_CI else

@@ -275,3 +275,34 @@ def test_leaderboard_updates_and_train_s_columns_are_means_over_the_entrys_trial
     assert "| tbptt | 2725 | 272.2 |" in res.output  # (100 + 200 + 600 + 10 000) / 4
     default = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--format", "md"])
     assert default.exit_code == 0 and "updates" not in default.output and "train s" not in default.output
+
+
+def test_an_entry_with_a_non_finite_test_metric_is_listed_not_ranked_and_changes_no_other_p_value(tmp_path):
+    """A free run that leaves the state space makes D_H or PE inf or NaN on some seeds, with the trial ok: the
+    entry is listed as 'not finite' (not 'failed', not ranked, no CI), and the ranks and Holm-adjusted p-values of
+    the other entries are those of the board without it."""
+    from typer.testing import CliRunner
+
+    from suite.analysis.ranking import NOT_FINITE, leaderboard
+    from suite.cli import app
+
+    finite = [rec("a", "a", s, 1.0, v) for s, v in enumerate((1.0, 1.2, 1.1))]
+    finite += [rec("b", "b", s, 1.0, v) for s, v in enumerate((1.5, 1.35, 1.9))]
+    finite += [rec("c", "c", s, 1.0, v) for s, v in enumerate((2.0, 2.6, 2.3))]
+    store_finite = ResultsStore(tmp_path / "finite")
+    store_finite.write(finite)
+    store = ResultsStore(tmp_path / "all")
+    store.write([*finite, *(rec("d", "d", s, 1.0, v) for s, v in enumerate((float("nan"), 0.5, 0.4))),
+                 *(rec("e", "e", s, 1.0, v) for s, v in enumerate((0.1, float("inf"), 0.2)))])
+    want = leaderboard(store_finite).set_index("method")
+    got = leaderboard(store).set_index("method")
+    assert list(got.loc[["d", "e"], "status"]) == [NOT_FINITE, NOT_FINITE]
+    assert got.loc[["d", "e"], "rank"].isna().all() and got.loc[["d", "e"], "ci95_low"].isna().all()
+    for m in "abc":
+        assert got.loc[m, "rank"] == want.loc[m, "rank"] and got.loc[m, "status"] == "ranked"
+        assert got.loc[m, "p_vs_best"] == pytest.approx(want.loc[m, "p_vs_best"], nan_ok=True)
+    res = CliRunner().invoke(app, ["leaderboard", str(tmp_path / "all"), "--format", "md", "--columns",
+                                   "rank,method,test mean ± std,95% CI,p vs best"])
+    assert res.exit_code == 0, res.output
+    assert "| not finite | d | not finite in 1 of 3 | — | — |" in res.output
+    assert "| not finite | e | not finite in 1 of 3 | — | — |" in res.output
