@@ -150,7 +150,7 @@ def write_site(result: SuiteScore, curves: pd.DataFrame, suite: SuiteFile, out_d
                 continue
             frame = board_table(board, result.not_applicable, w.name)
             frame.to_csv(out_dir / f"workload-{slug(w.name)}-{ruleset}.csv", index=False)
-            classes = ["na" if r == "n/a" else "failed" if r == "failed" else "" for r in frame["rank"]]
+            classes = ["na" if r == "n/a" else "failed" if r in ("failed", "not finite") else "" for r in frame["rank"]]
             parts.append(_table(frame, f"board-{ruleset}", classes))
             long = _curves(result, curves, board)
             if long is not None:
