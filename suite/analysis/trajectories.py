@@ -17,11 +17,13 @@ AXES = ("step", "train_time_s", "samples", "wall_time_s")
 
 
 def _labels(trials: pd.DataFrame) -> pd.Series:
-    """``method model[ k=v ...]`` with the method/model parameters that differ between the trials."""
+    """``method model[ k=v ...]`` with the method/model parameters that differ between the trials that have
+    them: a parameter only one method has (SMT's thirty) is not shown for that alone, the method's name tells
+    the rows apart."""
     params = [{**json.loads(m), **{f"model.{k}": v for k, v in json.loads(mo).items()}}
               for m, mo in zip(trials["method_params_json"], trials["model_params_json"])]
     keys = sorted({k for p in params for k in p})
-    varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
+    varying = [k for k in keys if len({json.dumps(p[k], sort_keys=True) for p in params if k in p}) > 1]
     labels = []
     for (_, row), p in zip(trials.iterrows(), params):
         extra = " ".join(f"{k}={p.get(k)}" for k in varying if k in p)

@@ -306,3 +306,20 @@ def test_an_entry_with_a_non_finite_test_metric_is_listed_not_ranked_and_changes
     assert res.exit_code == 0, res.output
     assert "| not finite | d | not finite in 1 of 3 | — | — |" in res.output
     assert "| not finite | e | not finite in 1 of 3 | — | — |" in res.output
+
+
+def test_curve_labels_show_only_parameters_that_differ_between_trials_having_them():
+    """A parameter only one method has does not make every row of that method list it (SMT has thirty); one
+    that differs between trials that have it (delta) and one two methods share with different values
+    (batch_size) are shown."""
+    import pandas as pd
+
+    from suite.analysis.trajectories import _labels
+
+    rows = [("smt", {"K": 4, "Tc": 128, "batch_size": 64}), ("bptt", {"batch_size": 16}),
+            ("adaptive_tbptt", {"delta": 0.9, "W": 100}), ("adaptive_tbptt", {"delta": 0.5, "W": 100})]
+    trials = pd.DataFrame({"method": [m for m, _ in rows], "model": "gru",
+                           "method_params_json": [json.dumps(p) for _, p in rows],
+                           "model_params_json": json.dumps({"hidden_size": 8})})
+    assert list(_labels(trials)) == ["smt gru batch_size=64", "bptt gru batch_size=16",
+                                     "adaptive_tbptt gru delta=0.9", "adaptive_tbptt gru delta=0.5"]
