@@ -36,7 +36,10 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=300)
     ap.add_argument("--lag-mode", default="variable")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: with another process on the cores, 2 threads ran 30x slower)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.smoke:
         args.updates, args.every, args.authors = 2, 1, None
     authors = None
