@@ -323,3 +323,16 @@ def test_curve_labels_show_only_parameters_that_differ_between_trials_having_the
                            "model_params_json": json.dumps({"hidden_size": 8})})
     assert list(_labels(trials)) == ["smt gru batch_size=64", "bptt gru batch_size=16",
                                      "adaptive_tbptt gru delta=0.9", "adaptive_tbptt gru delta=0.5"]
+
+
+def test_suite_workload_table_lists_a_non_finite_entry_as_such(tmp_path):
+    """The suite site's per-workload table labels a 'not finite' entry so, with the count, and no CI."""
+    from suite.analysis.ranking import leaderboard
+    from suite.suites.report_tables import board_table
+
+    store = ResultsStore(tmp_path)
+    store.write([*(rec("a", "a", s, 1.0, v) for s, v in enumerate((1.0, 1.2, 1.1))),
+                 *(rec("d", "d", s, 1.0, v) for s, v in enumerate((float("nan"), 0.5, float("inf"))))])
+    table = board_table(leaderboard(store), {}, "t").set_index("entry")
+    assert table.loc["d", "rank"] == "not finite" and table.loc["a", "rank"] == "1"
+    assert table.loc["d", "test mean ± std"] == "not finite in 2 of 3" and table.loc["d", "95% CI"] == "—"
