@@ -343,6 +343,13 @@ ON_REQUEST_COLUMNS = ("per seed", "updates", "train s")
 DEFAULT_COLUMNS = tuple(c for c in DISPLAY_COLUMNS if c not in ON_REQUEST_COLUMNS)
 
 
+def not_finite_text(values: Any) -> str | None:
+    """``not finite in k of n`` for test values of which k are inf or NaN; None when all are finite."""
+    values = list(values) if _is_list(values) else []
+    bad = sum(not math.isfinite(float(v)) for v in values)
+    return f"not finite in {bad} of {len(values)}" if bad else None
+
+
 def _per_seed(r: Any) -> str:
     """The test values of the successful seeds, in seed order: ``1.013 / 1.016 / 1.016``."""
     values = list(r.test_values) if _is_list(r.test_values) else []
@@ -359,11 +366,11 @@ def display_rows(board: pd.DataFrame | list[BoardRow]) -> tuple[list[str], list[
         params = json.loads(r.method_params) if not _missing(r.method_params) and r.method_params else {}
         arrow = "↓" if r.direction == "min" else "↑"
         metric = f"{r.metric} {arrow}" + (f" [{r.unit}]" if r.unit else "")
-        nonfinite = sum(not math.isfinite(float(v)) for v in r.test_values) if _is_list(r.test_values) else 0
+        nonfinite = not_finite_text(r.test_values)
         if r.n_ok == 0:
             value = "—"
         elif nonfinite:
-            value = f"not finite in {nonfinite} of {len(r.test_values)}"
+            value = nonfinite
         elif math.isnan(r.test_std):  # one seed has no spread: show the value alone instead of "± nan"
             value = _fmt(r.test_mean)
         else:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from suite.analysis.ranking import MIN_SEEDS_FOR_CI, NOT_FINITE
+from suite.analysis.ranking import MIN_SEEDS_FOR_CI, NOT_FINITE, not_finite_text
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -49,8 +49,7 @@ def board_table(board: pd.DataFrame, not_applicable: dict[tuple[str, str], str],
         if r["n_ok"] == 0:
             value, ci = "—", "—"
         elif not_finite:
-            values = list(r["test_values"])
-            value, ci = f"not finite in {sum(not math.isfinite(v) for v in values)} of {len(values)}", "—"
+            value, ci = not_finite_text(r["test_values"]), "—"
         else:
             value = _fmt(r["test_mean"]) if math.isnan(r["test_std"]) else f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}"
             ci = (f"n<{MIN_SEEDS_FOR_CI}" if r["n_ok"] < MIN_SEEDS_FOR_CI else
